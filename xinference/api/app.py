@@ -1,0 +1,28 @@
+"""The FastAPI application: routers, error handlers, and the supervisor ref."""
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from .. import __version__
+from .errors import install_error_handlers
+from .replicas import ReplicaRouter
+from .routers import cluster, models, openai
+from .serving import LLMServing
+
+
+def create_app(supervisor: Any, supervisor_address: str) -> FastAPI:
+    app = FastAPI(
+        title="Xinference",
+        version=__version__,
+        description="OpenAI-compatible inference and Xinference model management.",
+    )
+    app.state.supervisor = supervisor
+    app.state.supervisor_address = supervisor_address
+    app.state.router = ReplicaRouter(supervisor)
+    app.state.serving = LLMServing(app.state.router)
+    install_error_handlers(app)
+    app.include_router(cluster.router)
+    app.include_router(models.router)
+    app.include_router(openai.router)
+    return app

@@ -1,0 +1,98 @@
+"""OpenAI request shapes (plus the Xinference sampling extras)."""
+
+from typing import Any, Dict, List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class SamplingRequest(BaseModel):
+    # Clients send keys we do not use (user, logit_bias, ...): accept and ignore them.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    max_tokens: Optional[int] = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=40, ge=0)
+    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    seed: Optional[int] = None
+    stop: Optional[Union[str, List[str]]] = None
+    stop_token_ids: Optional[List[int]] = None
+    n: int = Field(default=1, ge=1, le=1, description="only n=1 is supported")
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, v: Any) -> Any:
+        if isinstance(v, list) and len(v) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return v
+
+    def sampling(self) -> Dict[str, Any]:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "seed": self.seed,
+            "stop": stop,
+            "stop_token_ids": list(self.stop_token_ids or []),
+        }
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: Optional[Union[str, List[Dict[str, Any]]]] = None
+
+
+class ChatCompletionRequest(SamplingRequest):
+    messages: List[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    chat_template_kwargs: Optional[Dict[str, Any]] = None
+
+    def sampling(self) -> Dict[str, Any]:
+        out = super().sampling()
+        if out["max_tokens"] is None:
+            out["max_tokens"] = self.max_completion_tokens
+        return out
+
+    def plain_messages(self) -> List[Dict[str, Any]]:
+        msgs = []
+        for m in self.messages:
+            d = m.model_dump(exclude_none=True)
+            if d["role"] == "developer":
+                d["role"] = "system"
+            d.setdefault("content", "")
+            msgs.append(d)
+        return msgs
+
+
+class CompletionRequest(SamplingRequest):
+    prompt: Union[str, List[str]]
+    echo: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if len(v) != 1:
+                raise ValueError("only a single prompt is supported per request")
+            return v[0]
+        return v

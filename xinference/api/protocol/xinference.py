@@ -1,0 +1,49 @@
+"""Xinference model-management request shapes."""
+
+from typing import Any, Dict, List, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Keys xinference-client always posts, mostly as null. Accepted; only a value we
+# cannot honour is an error. None of them reaches an engine.
+MANAGEMENT_KEYS = (
+    "n_worker",
+    "gpu_idx",
+    "replica_config",
+    "peft_model_config",
+    "enable_thinking",
+    "enable_virtual_env",
+    "virtual_env_packages",
+    "virtual_env_find_links",
+    "envs",
+)
+
+
+class LaunchModelRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model_name: str = Field(min_length=1)
+    model_uid: Optional[str] = None
+    model_type: str = "LLM"
+    model_engine: Optional[str] = None
+    model_size_in_billions: Optional[Union[int, float, str]] = None
+    model_format: Optional[str] = None
+    quantization: Optional[str] = None
+    replica: int = Field(default=1, ge=1)
+    n_gpu: Optional[Union[int, str]] = "auto"
+    worker_ip: Optional[str] = None
+    model_path: Optional[str] = None
+    request_limits: Optional[int] = Field(default=None, ge=1)
+    n_worker: Optional[int] = None
+    gpu_idx: Optional[Union[int, List[int]]] = None
+    replica_config: Optional[List[Dict[str, Any]]] = None
+    peft_model_config: Optional[Dict[str, Any]] = None
+    enable_thinking: Optional[bool] = None
+    enable_virtual_env: Optional[bool] = None
+    virtual_env_packages: Optional[List[str]] = None
+    virtual_env_find_links: Optional[List[str]] = None
+    envs: Optional[Dict[str, str]] = None
+
+    def engine_kwargs(self) -> Dict[str, Any]:
+        extra = self.model_extra or {}
+        return {k: v for k, v in extra.items() if v is not None}

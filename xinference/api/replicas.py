@@ -1,0 +1,85 @@
+"""Finds a model's replicas once, then sends each request to the least busy one.
+
+The supervisor is asked where a model lives only on a cache miss; afterwards the
+REST process talks to the ModelActors directly. A replica that fails to answer
+drops the cached entry so the next request asks again.
+"""
+
+import asyncio
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Dict, List, Optional
+
+import xoscar as xo
+from xoscar.errors import ActorNotExist, ServerClosed
+
+from ..core.placement import pick_replica
+from ..errors import TooManyRequestsError
+
+# What a replica whose process or worker went away raises.
+CONNECTION_ERRORS = (ServerClosed, ConnectionError, ActorNotExist, OSError)
+
+
+@dataclass
+class Replica:
+    replica_uid: str
+    address: str
+    ref: Any
+    inflight: int = 0
+
+
+@dataclass
+class ModelRoute:
+    replicas: List[Replica]
+    request_limits: Optional[int]
+    cursor: int = 0
+    inflight: int = field(default=0)
+
+
+class ReplicaRouter:
+    def __init__(self, supervisor: Any):
+        self._supervisor = supervisor
+        self._routes: Dict[str, ModelRoute] = {}
+        self._lock = asyncio.Lock()
+
+    async def _route(self, model_uid: str) -> ModelRoute:
+        route = self._routes.get(model_uid)
+        if route is not None:
+            return route
+        async with self._lock:
+            route = self._routes.get(model_uid)
+            if route is None:
+                found = await self._supervisor.get_replicas(model_uid)
+                limits = await self._supervisor.request_limits(model_uid)
+                replicas = [
+                    Replica(r["replica_uid"], r["address"], await xo.actor_ref(r["address"], r["replica_uid"]))
+                    for r in found
+                ]
+                route = ModelRoute(replicas, limits)
+                self._routes[model_uid] = route
+        return route
+
+    def invalidate(self, model_uid: str) -> None:
+        self._routes.pop(model_uid, None)
+
+    @asynccontextmanager
+    async def acquire(self, model_uid: str) -> AsyncIterator[Replica]:
+        route = await self._route(model_uid)
+        if route.request_limits is not None and route.inflight >= route.request_limits:
+            raise TooManyRequestsError(
+                f"Model {model_uid} is serving {route.inflight} requests, its limit "
+                f"(request_limits={route.request_limits}); retry later."
+            )
+        i = pick_replica([r.inflight for r in route.replicas], route.cursor)
+        route.cursor = (i + 1) % len(route.replicas)
+        replica = route.replicas[i]
+        replica.inflight += 1
+        route.inflight += 1
+        try:
+            yield replica
+        except CONNECTION_ERRORS:
+            self.invalidate(model_uid)
+            raise
+        finally:
+            replica.inflight -= 1
+            route.inflight -= 1

@@ -1,0 +1,132 @@
+"""Xinference model management: launch, list, describe, terminate, catalogue."""
+
+from typing import Optional
+
+from fastapi import APIRouter, Query, Request
+
+from ...errors import InvalidRequestError
+from ..protocol.xinference import LaunchModelRequest
+
+router = APIRouter(tags=["Models"])
+
+
+def _supervisor(request: Request):
+    return request.app.state.supervisor
+
+
+def _launch_args(body: LaunchModelRequest) -> dict:
+    if body.model_type.lower() != "llm":
+        raise InvalidRequestError(
+            f"model_type {body.model_type!r} is not supported yet; supported: LLM.",
+            param="model_type",
+        )
+    unsupported = {
+        "n_worker": body.n_worker not in (None, 1),
+        "replica_config": bool(body.replica_config),
+        "peft_model_config": bool(body.peft_model_config),
+        "enable_virtual_env": bool(body.enable_virtual_env),
+        "virtual_env_packages": bool(body.virtual_env_packages),
+    }
+    for key, bad in unsupported.items():
+        if bad:
+            raise InvalidRequestError(f"{key} is not supported by this server.", param=key)
+    if isinstance(body.n_gpu, str) and body.n_gpu != "auto":
+        raise InvalidRequestError("n_gpu must be an integer, \"auto\" or null.", param="n_gpu")
+    return {
+        "model_uid": body.model_uid,
+        "model_name": body.model_name,
+        "model_engine": body.model_engine,
+        "model_format": body.model_format,
+        "model_size_in_billions": body.model_size_in_billions,
+        "quantization": body.quantization,
+        "model_path": body.model_path,
+        "replica": body.replica,
+        "worker_ip": body.worker_ip,
+        "request_limits": body.request_limits,
+        "n_gpu": body.n_gpu,
+        "env": body.envs,
+        "engine_kwargs": body.engine_kwargs(),
+    }
+
+
+@router.post("/v1/models", summary="Launch a model")
+async def launch_model(body: LaunchModelRequest, request: Request, wait_ready: bool = True):
+    uid = await _supervisor(request).launch_model(_launch_args(body), wait_ready)
+    return {"model_uid": uid}
+
+
+@router.get("/v1/models", summary="List running models")
+async def list_models(request: Request):
+    models = await _supervisor(request).list_models()
+    return {
+        "object": "list",
+        "data": [
+            {"id": uid, "object": "model", "created": d["created"], "owned_by": "xinference", **d}
+            for uid, d in models.items()
+        ],
+    }
+
+
+@router.get("/v1/models/instances", summary="Running model instances")
+async def instances(
+    request: Request, model_name: Optional[str] = None, model_uid: Optional[str] = None
+):
+    models = await _supervisor(request).list_models()
+    rows = []
+    for uid, d in models.items():
+        if model_uid and uid != model_uid:
+            continue
+        if model_name and d["model_name"] != model_name:
+            continue
+        rows.append(
+            {
+                "model_name": d["model_name"],
+                "model_uid": uid,
+                "model_version": f"{d['model_name']}--{d['model_size_in_billions']}B-"
+                f"{d['model_format']}-{d['quantization']}",
+                "model_ability": d["model_ability"],
+                "replica": d["replica"],
+                "status": d["status"],
+                "instance_created_ts": d["created"],
+            }
+        )
+    return rows
+
+
+@router.get("/v1/models/{model_uid}", summary="Describe a running model")
+async def describe_model(model_uid: str, request: Request):
+    return await _supervisor(request).describe_model(model_uid)
+
+
+@router.delete("/v1/models/{model_uid}", summary="Terminate a model")
+async def terminate_model(model_uid: str, request: Request):
+    await _supervisor(request).terminate_model(model_uid)
+    request.app.state.router.invalidate(model_uid)
+    return None
+
+
+@router.get("/v1/models/{model_uid}/progress", summary="Launch progress, 0 to 1")
+async def progress(model_uid: str, request: Request):
+    return {"progress": await _supervisor(request).model_progress(model_uid)}
+
+
+@router.get("/v1/model_registrations/{model_type}", summary="Builtin model families")
+async def registrations(model_type: str, request: Request, detailed: bool = Query(False)):
+    return await _supervisor(request).list_model_registrations(model_type, detailed)
+
+
+@router.get("/v1/model_registrations/{model_type}/{model_name}", summary="One model family")
+async def registration(model_type: str, model_name: str, request: Request):
+    return await _supervisor(request).get_model_registration(model_type, model_name)
+
+
+@router.get("/v1/engines/{model_name}", summary="Engines that can run a model")
+async def engines(model_name: str, request: Request):
+    return await _supervisor(request).query_engines(model_name)
+
+
+@router.get("/v1/engines/{model_type}/{model_name}", include_in_schema=False)
+async def engines_typed(model_type: str, model_name: str, request: Request):
+    if model_type.lower() != "llm":
+        raise InvalidRequestError(f"Unsupported model type {model_type!r}.", param="model_type")
+    return await _supervisor(request).query_engines(model_name)

@@ -1,0 +1,166 @@
+"""Chat and completion serving: validate -> ask a replica -> shape as OpenAI.
+
+One template for both endpoints; they differ only in how a request becomes a
+prompt and how a delta becomes a chunk.
+"""
+
+import json
+import logging
+import time
+import uuid
+from typing import Any, AsyncIterator, Dict, Optional
+
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ..errors import ModelNotReadyError, XinferenceError
+from .errors import error_body
+from .protocol.openai import ChatCompletionRequest, CompletionRequest, SamplingRequest
+from .replicas import CONNECTION_ERRORS, ReplicaRouter
+
+logger = logging.getLogger(__name__)
+
+
+class _Shape:
+    """How one endpoint names and shapes its responses."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.prefix = "chatcmpl" if kind == "chat" else "cmpl"
+
+    def chunk(self, rid: str, model: str, created: int, delta: Dict[str, Any]) -> Dict[str, Any]:
+        if self.kind == "chat":
+            choice: Dict[str, Any] = {
+                "index": 0,
+                "delta": {"content": delta["text"]} if delta["text"] or not delta.get("finish_reason") else {},
+                "logprobs": None,
+                "finish_reason": delta.get("finish_reason"),
+            }
+            obj = "chat.completion.chunk"
+        else:
+            choice = {"index": 0, "text": delta["text"], "logprobs": None,
+                      "finish_reason": delta.get("finish_reason")}
+            obj = "text_completion"
+        return {"id": rid, "object": obj, "created": created, "model": model, "choices": [choice]}
+
+    def whole(self, rid: str, model: str, created: int, result: Dict[str, Any]) -> Dict[str, Any]:
+        if self.kind == "chat":
+            choice: Dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": result["text"]},
+                "logprobs": None,
+                "finish_reason": result["finish_reason"],
+            }
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": result["text"], "logprobs": None,
+                      "finish_reason": result["finish_reason"]}
+            obj = "text_completion"
+        return {"id": rid, "object": obj, "created": created, "model": model,
+                "choices": [choice], "usage": _usage(result)}
+
+
+def _usage(delta: Dict[str, Any]) -> Dict[str, int]:
+    p, c = int(delta.get("prompt_tokens", 0)), int(delta.get("completion_tokens", 0))
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def _sse(obj: Any) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+class LLMServing:
+    def __init__(self, router: ReplicaRouter):
+        self.router = router
+
+    async def chat(self, req: ChatCompletionRequest):
+        return await self._serve(_Shape("chat"), req, req.plain_messages(), req.chat_template_kwargs)
+
+    async def completion(self, req: CompletionRequest):
+        return await self._serve(_Shape("completion"), req, req.prompt, None)
+
+    async def _serve(self, shape: _Shape, req: SamplingRequest, payload: Any,
+                     template_kwargs: Optional[Dict[str, Any]]):
+        rid = f"{shape.prefix}-{uuid.uuid4().hex}"
+        created = int(time.time())
+        args = (shape.kind, payload, req.sampling(), template_kwargs)
+        if not req.stream:
+            result = await self._call_with_retry(req.model, args)
+            if shape.kind == "completion" and getattr(req, "echo", False):
+                result["text"] = payload + result["text"]
+            return JSONResponse(shape.whole(rid, req.model, created, result))
+        return await self._stream(shape, req, args, rid, created)
+
+    async def _call_with_retry(self, model: str, args: tuple) -> Dict[str, Any]:
+        # A replica that vanished since we cached it: ask the supervisor again, once
+        # per replica we might have tried.
+        for attempt in range(3):
+            try:
+                async with self.router.acquire(model) as replica:
+                    return await replica.ref.complete(*args)
+            except CONNECTION_ERRORS:
+                if attempt == 2:
+                    raise ModelNotReadyError(f"No replica of {model} answered; retry shortly.")
+        raise AssertionError("unreachable")
+
+    async def _stream(self, shape: _Shape, req: SamplingRequest, args: tuple, rid: str, created: int):
+        acquired = None
+        first: Optional[Dict[str, Any]] = None
+        it: Any = None
+        # Start the stream and read its first delta before sending headers, so a bad
+        # request (prompt too long, bad messages) is a plain HTTP error, not an SSE one.
+        for attempt in range(3):
+            acquired = self.router.acquire(req.model)
+            replica = await acquired.__aenter__()
+            try:
+                it = await replica.ref.stream(*args)
+                first = await it.__anext__()
+                break
+            except StopAsyncIteration:
+                first = None
+                break
+            except BaseException as e:
+                await acquired.__aexit__(type(e), e, e.__traceback__)
+                acquired = None
+                if isinstance(e, CONNECTION_ERRORS) and attempt < 2:
+                    continue
+                if isinstance(e, CONNECTION_ERRORS):
+                    raise ModelNotReadyError(f"No replica of {req.model} answered; retry shortly.")
+                raise
+
+        async def body() -> AsyncIterator[str]:
+            last = first
+            try:
+                if shape.kind == "chat":
+                    head = shape.chunk(rid, req.model, created, {"text": ""})
+                    head["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+                    yield _sse(head)
+                if first is not None:
+                    yield _sse(shape.chunk(rid, req.model, created, first))
+                    if not first.get("finish_reason"):
+                        async for delta in it:
+                            last = delta
+                            yield _sse(shape.chunk(rid, req.model, created, delta))
+                if req.include_usage and last is not None:
+                    tail = {"id": rid, "object": shape.chunk(rid, req.model, created, last)["object"],
+                            "created": created, "model": req.model, "choices": [],
+                            "usage": _usage(last)}
+                    yield _sse(tail)
+                yield "data: [DONE]\n\n"
+            except XinferenceError as e:
+                yield _sse(error_body(e.message, e.error_type, e.param, e.code))
+            except CONNECTION_ERRORS as e:
+                logger.warning("stream %s lost its replica: %s", rid, e)
+                yield _sse(error_body(f"The model replica went away: {e}", "server_error"))
+            finally:
+                # Client gone or stream over: end the remote generator now, which
+                # aborts decoding in the engine.
+                if it is not None:
+                    try:
+                        await it.destroy()
+                    except Exception:
+                        pass
+                if acquired is not None:
+                    await acquired.__aexit__(None, None, None)
+
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,48 @@
+"""Model handles returned by `Client.get_model`, one per model ability."""
+
+from typing import Any, Dict, Iterator, List, Optional, Union
+
+import requests
+
+from .common import check, iter_sse
+
+
+class ModelHandle:
+    def __init__(self, model_uid: str, base_url: str, session: requests.Session, headers: Dict[str, str]):
+        self._model_uid = model_uid
+        self._base_url = base_url
+        self._session = session
+        self._headers = headers
+
+    @property
+    def model_uid(self) -> str:
+        return self._model_uid
+
+    def _post(self, path: str, body: Dict[str, Any], what: str) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        stream = bool(body.get("stream"))
+        resp = self._session.post(f"{self._base_url}{path}", json=body, stream=stream, headers=self._headers)
+        check(resp, what)
+        return iter_sse(resp) if stream else resp.json()
+
+
+class GenerateModelHandle(ModelHandle):
+    def generate(
+        self, prompt: str, generate_config: Optional[Dict[str, Any]] = None
+    ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """A completion for `prompt`; an iterator of chunks when generate_config["stream"]."""
+        body: Dict[str, Any] = {"model": self._model_uid, "prompt": prompt, **(generate_config or {})}
+        return self._post("/v1/completions", body, "generate completion")
+
+
+class ChatModelHandle(GenerateModelHandle):
+    def chat(
+        self,
+        messages: List[Dict[str, Any]],
+        tools: Optional[List[Dict[str, Any]]] = None,
+        generate_config: Optional[Dict[str, Any]] = None,
+    ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """A chat completion; an iterator of chunks when generate_config["stream"]."""
+        body: Dict[str, Any] = {"model": self._model_uid, "messages": messages, **(generate_config or {})}
+        if tools is not None:
+            body["tools"] = tools
+        return self._post("/v1/chat/completions", body, "generate chat completion")

@@ -1,0 +1,133 @@
+"""The Python client for the REST API, with the same methods and return shapes as
+the `xinference-client` package, so code written for Xinference runs unchanged."""
+
+import os
+from typing import Any, Dict, List, Optional, Union
+
+import requests
+
+from ..constants import ENDPOINT_ENV
+from .common import check
+from .handles import ChatModelHandle, GenerateModelHandle, ModelHandle
+
+
+class Client:
+    def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, timeout: Optional[float] = None):
+        base_url = base_url or os.environ.get(ENDPOINT_ENV) or "http://127.0.0.1:9997"
+        self.base_url = base_url.rstrip("/")
+        self._session = requests.Session()
+        self._headers: Dict[str, str] = {}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = timeout
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _get(self, path: str, what: str, **params: Any) -> Any:
+        resp = self._session.get(f"{self.base_url}{path}", headers=self._headers, params=params or None, timeout=self._timeout)
+        check(resp, what)
+        return resp.json()
+
+    # ---- models ---------------------------------------------------------------
+
+    def launch_model(
+        self,
+        model_name: str,
+        model_type: str = "LLM",
+        model_engine: Optional[str] = None,
+        model_uid: Optional[str] = None,
+        model_size_in_billions: Optional[Union[int, str, float]] = None,
+        model_format: Optional[str] = None,
+        quantization: Optional[str] = None,
+        replica: int = 1,
+        n_gpu: Optional[Union[int, str]] = "auto",
+        request_limits: Optional[int] = None,
+        worker_ip: Optional[str] = None,
+        model_path: Optional[str] = None,
+        wait_ready: bool = True,
+        **kwargs: Any,
+    ) -> str:
+        """Launches a model and returns its uid; extra keyword arguments go to the engine."""
+        payload: Dict[str, Any] = {
+            "model_uid": model_uid,
+            "model_name": model_name,
+            "model_type": model_type,
+            "model_engine": model_engine,
+            "model_size_in_billions": model_size_in_billions,
+            "model_format": model_format,
+            "quantization": quantization,
+            "replica": replica,
+            "n_gpu": n_gpu,
+            "request_limits": request_limits,
+            "worker_ip": worker_ip,
+            "model_path": model_path,
+            **kwargs,
+        }
+        resp = self._session.post(
+            f"{self.base_url}/v1/models",
+            json=payload,
+            headers=self._headers,
+            params=None if wait_ready else {"wait_ready": "false"},
+        )
+        check(resp, "launch model")
+        return resp.json()["model_uid"]
+
+    def terminate_model(self, model_uid: str) -> None:
+        resp = self._session.delete(f"{self.base_url}/v1/models/{model_uid}", headers=self._headers)
+        check(resp, "terminate model")
+
+    def list_models(self) -> Dict[str, Dict[str, Any]]:
+        data = self._get("/v1/models", "list model")["data"]
+        return {item["id"]: item for item in data}
+
+    def describe_model(self, model_uid: str) -> Dict[str, Any]:
+        return self._get(f"/v1/models/{model_uid}", "get the model description")
+
+    def get_launch_model_progress(self, model_uid: str) -> Dict[str, float]:
+        return self._get(f"/v1/models/{model_uid}/progress", "get model launching progress")
+
+    def get_instance_info(self, model_name: str, model_uid: str) -> List[Dict[str, Any]]:
+        return self._get("/v1/models/instances", "get instance info", model_name=model_name, model_uid=model_uid)
+
+    def get_model(self, model_uid: str) -> ModelHandle:
+        desc = self.describe_model(model_uid)
+        if desc.get("model_type") != "LLM":
+            raise ValueError(f"Unsupported model type {desc.get('model_type')!r}")
+        cls = ChatModelHandle if "chat" in desc["model_ability"] else GenerateModelHandle
+        if "generate" not in desc["model_ability"] and cls is GenerateModelHandle:
+            raise ValueError(f"Unrecognized model ability: {desc['model_ability']}")
+        return cls(model_uid, self.base_url, self._session, self._headers)
+
+    # ---- catalogue ------------------------------------------------------------
+
+    def list_model_registrations(self, model_type: str, detailed: bool = False) -> List[Dict[str, Any]]:
+        return self._get(f"/v1/model_registrations/{model_type}", "list model registration",
+                         detailed="true" if detailed else "false")
+
+    def get_model_registration(self, model_type: str, model_name: str) -> Dict[str, Any]:
+        return self._get(f"/v1/model_registrations/{model_type}/{model_name}", "list model registration")
+
+    def query_engine_by_model_name(self, model_name: str, model_type: Optional[str] = "LLM") -> Dict[str, List[Dict[str, Any]]]:
+        path = f"/v1/engines/{model_type}/{model_name}" if model_type else f"/v1/engines/{model_name}"
+        return self._get(path, "query engine parameters by model name")
+
+    # ---- cluster --------------------------------------------------------------
+
+    def get_workers_info(self) -> List[Dict[str, Any]]:
+        return self._get("/v1/workers", "get workers info")
+
+    def get_cluster_info(self) -> List[Dict[str, Any]]:
+        return self._get("/v1/cluster/info", "get cluster info")
+
+    def _get_supervisor_internal_address(self) -> str:
+        return self._get("/v1/address", "get supervisor internal address")
+
+
+RESTfulClient = Client

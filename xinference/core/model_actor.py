@@ -1,0 +1,122 @@
+"""ModelActor: one loaded replica, in its own sub-process.
+
+A StatelessActor, so concurrent streams and status calls do not queue behind each
+other; the engine guards its own state.
+"""
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncGenerator, AsyncIterator, Dict, List, Optional
+
+import xoscar as xo
+
+from ..errors import InvalidRequestError, ModelNotReadyError
+from ..model.llm.engines import get_engine_class
+from ..model.llm.launch import LaunchPlan
+from ..model.llm.llm import LLM
+from ..model.llm.resolve import resolve_model_path
+from ..types import SamplingParams
+
+logger = logging.getLogger(__name__)
+
+
+class ModelActor(xo.StatelessActor):
+    def __init__(self, replica_uid: str, plan: Dict[str, Any]):
+        super().__init__()
+        self._replica_uid = replica_uid
+        self._plan = LaunchPlan.model_validate(plan)
+        self._llm: Optional[LLM] = None
+        self._progress = 0.0
+        self._inflight = 0
+        self._served = 0
+        self._created = time.time()
+
+    async def load(self) -> Dict[str, Any]:
+        plan = self._plan
+        self._progress = 0.1
+        path = await asyncio.to_thread(
+            resolve_model_path, plan.family, plan.spec, plan.quantization, plan.model_path
+        )
+        self._progress = 0.3
+        engine_cls = get_engine_class(plan.engine)
+        engine = engine_cls(
+            path, plan.family, plan.spec, plan.quantization, plan.n_gpu, **plan.engine_kwargs
+        )
+        await engine.load()
+        self._llm = LLM(engine)
+        self._progress = 1.0
+        logger.info("replica %s loaded %s with %s", self._replica_uid, path, plan.engine)
+        return await self.describe()
+
+    async def progress(self) -> float:
+        return self._progress
+
+    async def describe(self) -> Dict[str, Any]:
+        return {
+            "replica_uid": self._replica_uid,
+            "context_length": self._llm.engine.context_length if self._llm else None,
+            "inflight": self._inflight,
+            "served": self._served,
+            "ready": self._llm is not None,
+        }
+
+    async def close(self) -> None:
+        if self._llm is not None:
+            llm, self._llm = self._llm, None
+            await llm.engine.close()
+
+    def _prompt(self, kind: str, payload: Any, template_kwargs: Optional[Dict]) -> List[int]:
+        if self._llm is None:
+            raise ModelNotReadyError(f"Replica {self._replica_uid} is still loading.")
+        if kind == "chat":
+            return self._llm.chat_prompt(payload, template_kwargs)
+        if kind == "completion":
+            return self._llm.completion_prompt(payload)
+        raise InvalidRequestError(f"unknown request kind {kind!r}")
+
+    @xo.generator
+    async def stream(
+        self,
+        kind: str,
+        payload: Any,
+        params: Dict[str, Any],
+        template_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> AsyncIterator[Dict[str, Any]]:
+        """Deltas as dicts; the last carries finish_reason and usage."""
+        prompt_ids = self._prompt(kind, payload, template_kwargs)
+        assert self._llm is not None
+        gen: AsyncGenerator = self._llm.stream(  # type: ignore[assignment]
+            prompt_ids, SamplingParams.model_validate(params)
+        )
+        self._inflight += 1
+        try:
+            async for delta in gen:
+                yield delta.model_dump()
+        finally:
+            # Runs when the caller stops early too (client gone): aborts decoding.
+            await gen.aclose()
+            self._inflight -= 1
+            self._served += 1
+
+    async def complete(
+        self,
+        kind: str,
+        payload: Any,
+        params: Dict[str, Any],
+        template_kwargs: Optional[Dict[str, Any]] = None,
+    ) -> Dict[str, Any]:
+        prompt_ids = self._prompt(kind, payload, template_kwargs)
+        assert self._llm is not None
+        parts: List[str] = []
+        last: Dict[str, Any] = {}
+        self._inflight += 1
+        try:
+            async for delta in self._llm.stream(prompt_ids, SamplingParams.model_validate(params)):
+                parts.append(delta.text)
+                last = delta.model_dump()
+        finally:
+            self._inflight -= 1
+            self._served += 1
+        last["text"] = "".join(parts)
+        return last

@@ -1,0 +1,69 @@
+"""Where replicas go and which replica serves a request. Pure functions."""
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+from ..errors import InvalidRequestError, NoWorkerError
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    address: str
+    replicas: int
+    memory_available: int
+    gpus: int = 0
+
+    @property
+    def ip(self) -> str:
+        return self.address.rsplit(":", 1)[0]
+
+
+def choose_workers(
+    workers: Sequence[WorkerView],
+    replicas: int,
+    worker_ip: Optional[str] = None,
+    n_gpu: int = 0,
+) -> List[str]:
+    """One worker address per replica, spreading replicas over the least-loaded workers."""
+    if replicas < 1:
+        raise InvalidRequestError("replica must be at least 1.", param="replica")
+    candidates = list(workers)
+    if worker_ip:
+        candidates = [w for w in candidates if worker_ip in (w.ip, w.address)]
+        if not candidates:
+            known = ", ".join(sorted(w.address for w in workers)) or "none"
+            raise InvalidRequestError(
+                f"No worker at {worker_ip!r}; workers: {known}.", param="worker_ip"
+            )
+    if not candidates:
+        raise NoWorkerError("No worker is registered with the supervisor yet.")
+    if n_gpu > 0:
+        candidates = [w for w in candidates if w.gpus >= n_gpu]
+        if not candidates:
+            most = max((w.gpus for w in workers), default=0)
+            raise InvalidRequestError(
+                f"n_gpu={n_gpu} asked, but no worker has that many GPUs (most: {most}). "
+                "Use n_gpu=auto or null to run on the CPU.",
+                param="n_gpu",
+            )
+    load = {w.address: w.replicas for w in candidates}
+    free = {w.address: w.memory_available for w in candidates}
+    chosen = []
+    for _ in range(replicas):
+        best = min(load, key=lambda a: (load[a], -free[a], a))
+        chosen.append(best)
+        load[best] += 1
+    return chosen
+
+
+def pick_replica(inflight: Sequence[int], cursor: int) -> int:
+    """Index of the least busy replica; ties go round-robin from `cursor`."""
+    if not inflight:
+        raise ValueError("no replica")
+    low = min(inflight)
+    n = len(inflight)
+    for step in range(n):
+        i = (cursor + step) % n
+        if inflight[i] == low:
+            return i
+    return 0  # unreachable: some index holds the minimum

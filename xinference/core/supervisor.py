@@ -1,0 +1,289 @@
+"""SupervisorActor: the registry of workers and models, and the name server."""
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Dict, List, Optional
+
+import xoscar as xo
+
+from ..constants import WORKER_TIMEOUT
+from ..errors import (
+    ConflictError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+)
+from ..model.llm.family import builtin_families, get_family
+from ..model.llm.launch import engine_params, plan_launch
+from .placement import WorkerView, choose_workers
+from .records import ModelRecord, ReplicaRecord, WorkerRecord
+
+logger = logging.getLogger(__name__)
+
+SUPERVISOR_UID = "supervisor"
+
+
+class SupervisorActor(xo.StatelessActor):
+    def __init__(self, worker_timeout: float = WORKER_TIMEOUT):
+        super().__init__()
+        self._worker_timeout = worker_timeout
+        self._workers: Dict[str, WorkerRecord] = {}
+        self._models: Dict[str, ModelRecord] = {}
+        self._launches: Dict[str, asyncio.Task] = {}
+        self._failed: Dict[str, str] = {}
+        self._watchdog: Optional[asyncio.Task] = None
+        self._started = time.time()
+
+    @classmethod
+    def default_uid(cls) -> str:
+        return SUPERVISOR_UID
+
+    async def __post_create__(self) -> None:
+        self._watchdog = asyncio.create_task(self._watch_workers())
+
+    async def __pre_destroy__(self) -> None:
+        if self._watchdog:
+            self._watchdog.cancel()
+
+    # ---- workers -----------------------------------------------------------
+
+    async def add_worker(self, address: str, status: Dict[str, Any]) -> None:
+        ref = await xo.actor_ref(address, "worker")
+        self._workers[address] = WorkerRecord(address=address, status=status, ref=ref)
+        logger.info("worker %s registered", address)
+
+    async def heartbeat(self, address: str, status: Dict[str, Any], replicas: List[str]) -> bool:
+        record = self._workers.get(address)
+        if record is None:
+            return False
+        record.status = status
+        record.last_seen = time.monotonic()
+        return True
+
+    async def remove_worker(self, address: str, reason: str = "it shut down") -> None:
+        if self._workers.pop(address, None) is None:
+            return
+        logger.warning("worker %s removed: %s", address, reason)
+        for record in list(self._models.values()):
+            lost = [r for r in record.replicas if r.worker_address == address]
+            for replica in lost:
+                self._drop_replica(record, replica, f"worker {address} is gone ({reason})")
+
+    async def _watch_workers(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self._worker_timeout / 4))
+            now = time.monotonic()
+            for address, record in list(self._workers.items()):
+                if now - record.last_seen > self._worker_timeout:
+                    await self.remove_worker(
+                        address, f"no heartbeat for {self._worker_timeout:g} s"
+                    )
+
+    async def list_workers(self) -> List[Dict[str, Any]]:
+        return [w.view() for w in self._workers.values()]
+
+    async def cluster_info(self) -> Dict[str, Any]:
+        return {"address": self.address, "started": self._started, "workers": len(self._workers)}
+
+    # ---- models ------------------------------------------------------------
+
+    async def launch_model(self, request: Dict[str, Any], wait_ready: bool = True) -> str:
+        req = dict(request)
+        model_uid = req.pop("model_uid", None) or str(uuid.uuid4().hex[:12])
+        replica = int(req.pop("replica", 1) or 1)
+        worker_ip = req.pop("worker_ip", None)
+        request_limits = req.pop("request_limits", None)
+        env = req.pop("env", None)
+        n_gpu = req.pop("n_gpu", "auto")
+        if model_uid in self._models or model_uid in self._launches:
+            raise ConflictError(f"Model {model_uid!r} is already running.", param="model_uid")
+        plan = plan_launch(**req)
+        addresses = choose_workers(
+            [
+                WorkerView(
+                    w.address,
+                    self._replicas_on(w.address),
+                    int(w.status.get("memory_available", 0)),
+                    len(w.status.get("gpus", [])),
+                )
+                for w in self._workers.values()
+            ],
+            replica,
+            worker_ip,
+            n_gpu if isinstance(n_gpu, int) else 0,
+        )
+        gpus = min(len(self._workers[a].status.get("gpus", [])) for a in addresses)
+        plan.n_gpu = n_gpu if isinstance(n_gpu, int) else (gpus if n_gpu == "auto" else 0)
+        record = ModelRecord(
+            model_uid=model_uid,
+            plan=plan,
+            replicas=[ReplicaRecord(f"{model_uid}-{i}", addr) for i, addr in enumerate(addresses)],
+            request_limits=request_limits,
+        )
+        self._models[model_uid] = record
+        self._failed.pop(model_uid, None)
+        task = asyncio.create_task(self._launch_replicas(record, env))
+        self._launches[model_uid] = task
+        if not wait_ready:
+            return model_uid
+        await asyncio.shield(task)
+        return model_uid
+
+    async def _launch_replicas(self, record: ModelRecord, env: Optional[Dict[str, str]]) -> None:
+        plan = record.plan.model_dump()
+
+        async def one(replica: ReplicaRecord) -> None:
+            worker = self._workers[replica.worker_address].ref
+            info = await worker.launch_replica(replica.replica_uid, plan, env)
+            replica.address = info["address"]
+            replica.context_length = info.get("context_length")
+            replica.ready = True
+
+        try:
+            results = await asyncio.gather(
+                *(one(r) for r in record.replicas), return_exceptions=True
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                await self._undo_launch(record)
+                self._failed[record.model_uid] = str(errors[0])
+                raise errors[0]
+            logger.info("model %s ready with %d replica(s)", record.model_uid, len(record.replicas))
+        except asyncio.CancelledError:
+            await self._undo_launch(record)
+            raise
+        finally:
+            self._launches.pop(record.model_uid, None)
+
+    async def _undo_launch(self, record: ModelRecord) -> None:
+        self._models.pop(record.model_uid, None)
+        for replica in record.replicas:
+            worker = self._workers.get(replica.worker_address)
+            if worker is not None:
+                try:
+                    await worker.ref.terminate_replica(replica.replica_uid)
+                except Exception as e:
+                    logger.debug("undo %s: %s", replica.replica_uid, e)
+
+    def _replicas_on(self, address: str) -> int:
+        return sum(
+            1 for m in self._models.values() for r in m.replicas if r.worker_address == address
+        )
+
+    def _record(self, model_uid: str, by_name: bool = False) -> ModelRecord:
+        record = self._models.get(model_uid)
+        if record is None and by_name:
+            # OpenAI clients often send the model's name: accept it when unambiguous.
+            named = [r for r in self._models.values() if r.plan.family.model_name == model_uid]
+            record = named[0] if len(named) == 1 else None
+        if record is None:
+            failed = self._failed.get(model_uid)
+            why = f" Its launch failed: {failed}" if failed else ""
+            raise ModelNotFoundError(
+                f"Model not found in the model list, uid: {model_uid}.{why}",
+                param="model",
+                code="model_not_found",
+            )
+        return record
+
+    def _drop_replica(self, record: ModelRecord, replica: ReplicaRecord, reason: str) -> None:
+        if replica in record.replicas:
+            record.replicas.remove(replica)
+            logger.warning("replica %s removed: %s", replica.replica_uid, reason)
+        if not record.replicas:
+            self._models.pop(record.model_uid, None)
+            self._failed[record.model_uid] = f"its last replica was lost: {reason}"
+            task = self._launches.get(record.model_uid)
+            if task:
+                task.cancel()
+
+    async def replica_lost(self, replica_uid: str, reason: str) -> None:
+        for record in list(self._models.values()):
+            for replica in list(record.replicas):
+                if replica.replica_uid == replica_uid:
+                    self._drop_replica(record, replica, reason)
+
+    async def terminate_model(self, model_uid: str) -> None:
+        record = self._record(model_uid)
+        task = self._launches.get(model_uid)
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except BaseException:
+                pass
+        self._models.pop(model_uid, None)
+        for replica in record.replicas:
+            worker = self._workers.get(replica.worker_address)
+            if worker is not None:
+                await worker.ref.terminate_replica(replica.replica_uid)
+        logger.info("model %s terminated", model_uid)
+
+    async def describe_model(self, model_uid: str) -> Dict[str, Any]:
+        return self._record(model_uid).describe()
+
+    async def list_models(self) -> Dict[str, Dict[str, Any]]:
+        return {uid: r.describe() for uid, r in self._models.items()}
+
+    async def model_progress(self, model_uid: str) -> float:
+        record = self._record(model_uid)
+        if record.ready:
+            return 1.0
+        values = []
+        for replica in record.replicas:
+            if replica.ready:
+                values.append(1.0)
+                continue
+            worker = self._workers.get(replica.worker_address)
+            try:
+                values.append(await worker.ref.progress(replica.replica_uid) if worker else 0.0)
+            except Exception:
+                values.append(0.0)
+        return sum(values) / len(values) if values else 0.0
+
+    async def get_replicas(self, model_uid: str) -> List[Dict[str, str]]:
+        """Where the ready replicas live: the REST layer talks to them directly."""
+        record = self._record(model_uid, by_name=True)
+        ready = [r for r in record.replicas if r.ready and r.address]
+        if not ready:
+            raise ModelNotReadyError(
+                f"Model {model_uid} is still loading; retry shortly.", param="model"
+            )
+        return [{"replica_uid": r.replica_uid, "address": str(r.address)} for r in ready]
+
+    async def request_limits(self, model_uid: str) -> Optional[int]:
+        return self._record(model_uid, by_name=True).request_limits
+
+    # ---- catalogue ---------------------------------------------------------
+
+    async def list_model_registrations(self, model_type: str, detailed: bool = False) -> List[Dict[str, Any]]:
+        rows = []
+        for name, family in sorted(_families(model_type).items()):
+            row: Dict[str, Any] = {"model_name": name, "is_builtin": True}
+            if detailed:
+                row.update(family.model_dump())
+            rows.append(row)
+        return rows
+
+    async def get_model_registration(self, model_type: str, model_name: str) -> Dict[str, Any]:
+        _families(model_type)
+        return get_family(model_name).model_dump()
+
+    async def query_engines(self, model_name: str) -> Dict[str, List[Dict[str, Any]]]:
+        engines: Dict[str, List[Dict[str, Any]]] = {}
+        for row in engine_params(get_family(model_name)):
+            engines.setdefault(row.pop("engine"), []).append(row)
+        return engines
+
+
+def _families(model_type: str):
+    if model_type.lower() != "llm":
+        raise InvalidRequestError(
+            f"Unsupported model type {model_type!r}; supported: LLM.", param="model_type"
+        )
+    return builtin_families()
+
+
+__all__ = ["SupervisorActor", "SUPERVISOR_UID"]

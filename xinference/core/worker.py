@@ -1,0 +1,163 @@
+"""WorkerActor: one per machine. Starts a sub-process per replica and reports in."""
+
+import asyncio
+import logging
+from typing import Any, Dict, Optional
+
+import xoscar as xo
+
+from ..constants import HEARTBEAT_INTERVAL
+from ..errors import LaunchFailedError, XinferenceError
+from .model_actor import ModelActor
+from .resources import machine_status
+
+logger = logging.getLogger(__name__)
+
+WORKER_UID = "worker"
+
+
+class ProcessDownRelay:
+    """The pool's `on_process_down` hook, bound to the worker once it exists.
+
+    xoscar calls it (sync, from the pool's loop) every ~0.5 s while a crashed sub
+    pool is still registered; the worker removes it, which stops the calls.
+    """
+
+    def __init__(self) -> None:
+        self.worker: Optional[Any] = None
+        self._pending: set = set()
+
+    def __call__(self, pool: Any, address: str) -> None:
+        if self.worker is None or address in self._pending:
+            return
+        self._pending.add(address)
+        task = asyncio.get_event_loop().create_task(self.worker.sub_pool_down(address))
+        task.add_done_callback(lambda _t: self._pending.discard(address))
+
+
+class WorkerActor(xo.StatelessActor):
+    def __init__(self, supervisor_address: str, main_pool: Any):
+        super().__init__()
+        self._supervisor_address = supervisor_address
+        self._pool = main_pool
+        # replica uid -> sub pool address
+        self._replicas: Dict[str, str] = {}
+        self._launching: Dict[str, str] = {}
+        self._heartbeat: Optional[asyncio.Task] = None
+        self._supervisor: Any = None
+        self._closed = False
+
+    @classmethod
+    def default_uid(cls) -> str:
+        return WORKER_UID
+
+    async def __post_create__(self) -> None:
+        self._supervisor = await xo.actor_ref(self._supervisor_address, "supervisor")
+        await self._register()
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop())
+
+    async def __pre_destroy__(self) -> None:
+        if self._heartbeat:
+            self._heartbeat.cancel()
+        await self.shutdown()
+
+    async def _register(self) -> None:
+        await self._supervisor.add_worker(self.address, machine_status())
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            try:
+                known = await xo.wait_for(
+                    self._supervisor.heartbeat(self.address, machine_status(), list(self._replicas)),
+                    timeout=max(HEARTBEAT_INTERVAL, 5.0),
+                )
+                if not known:
+                    # The supervisor restarted or dropped us: register again.
+                    await self._register()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # supervisor unreachable: keep trying
+                logger.warning("heartbeat to %s failed: %s", self._supervisor_address, e)
+
+    async def status(self) -> Dict[str, Any]:
+        return {**machine_status(), "replicas": sorted(self._replicas)}
+
+    async def launch_replica(
+        self, replica_uid: str, plan: Dict[str, Any], env: Optional[Dict[str, str]] = None
+    ) -> Dict[str, Any]:
+        """Starts a sub-process, loads the model there, returns the replica's description."""
+        sub_address = await self._pool.append_sub_pool(label=replica_uid, env=env or {})
+        self._launching[replica_uid] = sub_address
+        try:
+            ref = await xo.create_actor(
+                ModelActor, replica_uid, plan, uid=replica_uid, address=sub_address
+            )
+            info = await ref.load()
+        except BaseException as e:
+            await self._remove_sub_pool(sub_address)
+            if isinstance(e, XinferenceError):
+                raise
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            raise LaunchFailedError(
+                f"Replica {replica_uid} failed to start on {self.address}: "
+                f"{type(e).__name__}: {e}"
+            ) from None
+        finally:
+            self._launching.pop(replica_uid, None)
+        self._replicas[replica_uid] = sub_address
+        return {**info, "address": sub_address, "worker_address": self.address}
+
+    async def progress(self, replica_uid: str) -> float:
+        sub = self._launching.get(replica_uid)
+        if sub is None:
+            return 1.0 if replica_uid in self._replicas else 0.0
+        try:
+            ref = await xo.actor_ref(sub, replica_uid)
+            return await xo.wait_for(ref.progress(), timeout=2)
+        except Exception:
+            return 0.05  # the sub-process is still starting
+
+    async def terminate_replica(self, replica_uid: str) -> bool:
+        sub = self._replicas.pop(replica_uid, None) or self._launching.get(replica_uid)
+        if sub is None:
+            return False
+        try:
+            ref = await xo.actor_ref(sub, replica_uid)
+            await xo.wait_for(ref.close(), timeout=10)
+        except Exception as e:
+            logger.debug("closing %s: %s", replica_uid, e)
+        await self._remove_sub_pool(sub)
+        return True
+
+    async def sub_pool_down(self, sub_address: str) -> None:
+        lost = [uid for uid, sub in self._replicas.items() if sub == sub_address]
+        for uid in lost:
+            self._replicas.pop(uid, None)
+        await self._remove_sub_pool(sub_address)
+        for uid in lost:
+            logger.error("replica %s died (process %s ended)", uid, sub_address)
+            try:
+                await self._supervisor.replica_lost(uid, "its process ended unexpectedly")
+            except Exception as e:
+                logger.warning("could not report lost replica %s: %s", uid, e)
+
+    async def _remove_sub_pool(self, sub_address: str) -> None:
+        try:
+            await self._pool.remove_sub_pool(sub_address)
+        except Exception as e:  # already gone
+            logger.debug("remove_sub_pool %s: %s", sub_address, e)
+
+    async def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._heartbeat:
+            self._heartbeat.cancel()
+        for uid in list(self._replicas) + list(self._launching):
+            await self.terminate_replica(uid)
+        try:
+            await xo.wait_for(self._supervisor.remove_worker(self.address), timeout=3)
+        except Exception:
+            pass

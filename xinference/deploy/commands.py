@@ -1,0 +1,247 @@
+"""Client commands of `xinference`: they talk to a running cluster over REST."""
+
+import json
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+import click
+from tabulate import tabulate
+
+from ..client import Client
+from .cli import _endpoint, _endpoint_option, cli
+from .progress import launch_with_progress
+
+
+def _client(endpoint: Optional[str]) -> Client:
+    return Client(_endpoint(endpoint))
+
+
+def _fail(e: Exception) -> None:
+    click.echo(f"Error: {e}", err=True)
+    sys.exit(1)
+
+
+def _coerce(value: str) -> Any:
+    """`--n_ctx 2048` arrives as text: give engines numbers, booleans and null."""
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _extra_kwargs(args: List[str]) -> Dict[str, Any]:
+    if len(args) % 2:
+        raise click.UsageError(f"Extra options come in --key value pairs; got: {' '.join(args)}")
+    out: Dict[str, Any] = {}
+    for key, value in zip(args[::2], args[1::2]):
+        if not key.startswith("--"):
+            raise click.UsageError(f"Expected an option like --n_ctx, got {key!r}")
+        out[key[2:].replace("-", "_")] = _coerce(value)
+    return out
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@_endpoint_option
+@click.option("-n", "--model-name", required=True, help="Builtin model name, e.g. gemma-3.")
+@click.option("-en", "--model-engine", default=None, help="Engine, e.g. llama.cpp [default: first that fits].")
+@click.option("-t", "--model-type", default="LLM", show_default=True)
+@click.option("-s", "--size-in-billions", "size", default=None, help="Model size, e.g. 7 or 0_5.")
+@click.option("-f", "--model-format", default=None, help="ggufv2, pytorch, ...")
+@click.option("-q", "--quantization", default=None)
+@click.option("-u", "--model-uid", default=None, help="UID to give the model [default: generated].")
+@click.option("-r", "--replica", default=1, show_default=True, type=int)
+@click.option("--worker-ip", default=None, help="Put the replicas on this worker.")
+@click.option("--model-path", default=None, help="Local weights: a .gguf file or a model folder.")
+@click.option("--n-gpu", default="auto", show_default=True, help="GPUs per replica: a number, auto or none.")
+@click.option("--request-limits", default=None, type=int, help="Most concurrent requests per model.")
+@click.pass_context
+def launch(ctx: click.Context, endpoint, model_name, model_engine, model_type, size, model_format,
+           quantization, model_uid, replica, worker_ip, model_path, n_gpu, request_limits) -> None:
+    """Launch a model and wait until it is ready. Extra --key value pairs go to the engine."""
+    kwargs = _extra_kwargs(ctx.args)
+    n_gpu_value: Any = None if str(n_gpu).lower() == "none" else (n_gpu if n_gpu == "auto" else int(n_gpu))
+    try:
+        with _client(endpoint) as client:
+            uid = launch_with_progress(
+                client, model_name=model_name, model_engine=model_engine, model_type=model_type,
+                model_size_in_billions=size, model_format=model_format, quantization=quantization,
+                model_uid=model_uid, replica=replica, worker_ip=worker_ip, model_path=model_path,
+                n_gpu=n_gpu_value, request_limits=request_limits, **kwargs,
+            )
+    except RuntimeError as e:
+        _fail(e)
+    click.echo(f"Model uid: {uid}")
+
+
+def _size(value: Any) -> str:
+    return str(value).replace("_", ".")
+
+
+@cli.command("list")
+@_endpoint_option
+def list_models(endpoint) -> None:
+    """Show the running models."""
+    try:
+        with _client(endpoint) as client:
+            models = client.list_models()
+    except RuntimeError as e:
+        _fail(e)
+    rows = [
+        (uid, d["model_type"], d["model_name"], d["model_engine"], d["model_format"],
+         _size(d["model_size_in_billions"]), d["quantization"], d["replica"], d["status"],
+         ", ".join(d["model_ability"]), d["context_length"])
+        for uid, d in models.items()
+    ]
+    if not rows:
+        click.echo("No running models. Launch one with: xinference launch -n gemma-3")
+        return
+    click.echo(tabulate(rows, headers=["UID", "Type", "Name", "Engine", "Format", "Size (B)",
+                                       "Quantization", "Replicas", "Status", "Abilities", "Context"]))
+
+
+@cli.command()
+@_endpoint_option
+@click.option("--model-uid", "-u", required=True)
+def terminate(endpoint, model_uid) -> None:
+    """Stop a model and free its resources."""
+    try:
+        with _client(endpoint) as client:
+            client.terminate_model(model_uid)
+    except RuntimeError as e:
+        _fail(e)
+    click.echo(f"Model {model_uid} terminated.")
+
+
+@cli.command()
+@_endpoint_option
+@click.option("-t", "--model-type", default="LLM", show_default=True)
+def registrations(endpoint, model_type) -> None:
+    """Show the builtin model families."""
+    try:
+        with _client(endpoint) as client:
+            fams = client.list_model_registrations(model_type, detailed=True)
+    except RuntimeError as e:
+        _fail(e)
+    rows = []
+    for f in fams:
+        formats = sorted({s["model_format"] for s in f["model_specs"]})
+        sizes = sorted({_size(s["model_size_in_billions"]) for s in f["model_specs"]}, key=_num)
+        rows.append((f["model_name"], ", ".join(f["model_lang"]), ", ".join(f["model_ability"]),
+                     f["context_length"], ", ".join(formats), ", ".join(sizes)))
+    click.echo(tabulate(rows, headers=["Name", "Language", "Ability", "Context", "Formats", "Sizes (B)"]))
+
+
+def _num(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+@cli.command()
+@_endpoint_option
+@click.option("-n", "--model-name", required=True)
+def engine(endpoint, model_name) -> None:
+    """Show which engine, format, size and quantization can launch a model."""
+    try:
+        with _client(endpoint) as client:
+            engines = client.query_engine_by_model_name(model_name)
+    except RuntimeError as e:
+        _fail(e)
+    rows = [(name, r["model_format"], _size(r["model_size_in_billions"]), ", ".join(r["quantizations"]))
+            for name, specs in engines.items() for r in specs]
+    click.echo(tabulate(rows, headers=["Engine", "Format", "Size (B)", "Quantizations"]))
+
+
+def _sampling(max_tokens: int, temperature: Optional[float]) -> Dict[str, Any]:
+    cfg: Dict[str, Any] = {"max_tokens": max_tokens, "stream": True}
+    if temperature is not None:
+        cfg["temperature"] = temperature
+    return cfg
+
+
+def _stream_text(chunks, pick) -> Tuple[str, Optional[str]]:
+    parts = []
+    finish = None
+    for chunk in chunks:
+        for choice in chunk.get("choices", []):
+            text = pick(choice) or ""
+            parts.append(text)
+            click.echo(text, nl=False)
+            finish = choice.get("finish_reason") or finish
+    click.echo("")
+    return "".join(parts), finish
+
+
+def _prompts(label: str):
+    while True:
+        try:
+            text = click.prompt(click.style(label, bold=True), prompt_suffix=" ", default="", show_default=False)
+        except (EOFError, click.Abort):
+            click.echo("")
+            return
+        if text.strip().lower() in ("exit", "quit"):
+            return
+        if text.strip():
+            yield text
+
+
+@cli.command()
+@_endpoint_option
+@click.option("--model-uid", "-u", required=True)
+@click.option("--max-tokens", default=256, show_default=True, type=int)
+@click.option("--temperature", default=None, type=float)
+def generate(endpoint, model_uid, max_tokens, temperature) -> None:
+    """Complete prompts typed at the prompt (streaming). Type exit to leave."""
+    with _client(endpoint) as client:
+        try:
+            model = client.get_model(model_uid)
+        except RuntimeError as e:
+            _fail(e)
+        for prompt in _prompts("Prompt:"):
+            try:
+                _stream_text(model.generate(prompt, _sampling(max_tokens, temperature)),  # type: ignore[attr-defined]
+                             lambda c: c.get("text"))
+            except RuntimeError as e:
+                click.echo(f"Error: {e}", err=True)
+
+
+@cli.command()
+@_endpoint_option
+@click.option("--model-uid", "-u", required=True)
+@click.option("--max-tokens", default=256, show_default=True, type=int)
+@click.option("--temperature", default=None, type=float)
+@click.option("--system", default=None, help="A system prompt.")
+def chat(endpoint, model_uid, max_tokens, temperature, system) -> None:
+    """Chat with a model (streaming); the conversation is kept. Type exit to leave."""
+    history: List[Dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    with _client(endpoint) as client:
+        try:
+            model = client.get_model(model_uid)
+        except RuntimeError as e:
+            _fail(e)
+        if not hasattr(model, "chat"):
+            _fail(RuntimeError(f"Model {model_uid} cannot chat; use `xinference generate`."))
+        for text in _prompts("User:"):
+            history.append({"role": "user", "content": text})
+            click.echo(click.style("Assistant: ", bold=True), nl=False)
+            try:
+                reply, _ = _stream_text(model.chat(history, generate_config=_sampling(max_tokens, temperature)),  # type: ignore[attr-defined]
+                                        lambda c: (c.get("delta") or {}).get("content"))
+            except RuntimeError as e:
+                history.pop()
+                click.echo(f"Error: {e}", err=True)
+                continue
+            history.append({"role": "assistant", "content": reply})

@@ -1,0 +1,158 @@
+"""The daemons: local cluster, supervisor, worker.
+
+Each runs one xoscar main pool in this process. Where there is a REST server, uvicorn
+runs as a task on the pool's own event loop (handlers await actor refs directly);
+model replicas live in sub-processes that the worker starts. SIGINT/SIGTERM stop
+the REST server, terminate every replica, then stop the pool: nothing is left behind.
+"""
+
+import asyncio
+import logging
+import signal
+import socket
+from contextlib import nullcontext
+from typing import Any, Callable, Coroutine, Optional
+
+import requests
+import uvicorn
+import xoscar as xo
+
+from ..api.app import create_app
+from ..constants import WORKER_TIMEOUT
+from ..core.supervisor import SupervisorActor
+from ..core.worker import ProcessDownRelay, WorkerActor
+
+logger = logging.getLogger(__name__)
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class _Server(uvicorn.Server):
+    def capture_signals(self):  # type: ignore[override]
+        # The daemon owns signals: it must clean up replicas after uvicorn stops.
+        return nullcontext()
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _create_pool(host: str, port: Optional[int]) -> "tuple[Any, ProcessDownRelay]":
+    relay = ProcessDownRelay()
+    pool = await xo.create_actor_pool(
+        f"{host}:{port or free_port(host)}",
+        n_process=0,
+        auto_recover=False,
+        on_process_down=relay,
+    )
+    return pool, relay
+
+
+async def _start_worker(pool: Any, relay: ProcessDownRelay, supervisor_address: str) -> Any:
+    worker = await xo.create_actor(
+        WorkerActor, supervisor_address, pool, uid=WorkerActor.default_uid(), address=pool.external_address
+    )
+    relay.worker = worker
+    return worker
+
+
+async def _serve_rest(supervisor: Any, supervisor_address: str, host: str, port: int,
+                      stop: asyncio.Event, on_ready: Optional[Callable[[], Coroutine[Any, Any, None]]] = None) -> None:
+    app = create_app(supervisor, supervisor_address)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=3)
+    server = _Server(config)
+    serve = asyncio.create_task(server.serve())
+    while not server.started:
+        if serve.done():
+            serve.result()  # port in use and the like: raise it
+            return
+        await asyncio.sleep(0.02)
+    logger.info("Xinference REST API at http://%s:%d (docs at /docs)", host, port)
+    if on_ready is not None:
+        asyncio.create_task(on_ready())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({serve, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await serve
+    stopper.cancel()
+
+
+async def _shutdown(pool: Any, worker: Any = None) -> None:
+    if worker is not None:
+        try:
+            await xo.wait_for(worker.shutdown(), timeout=30)
+        except Exception as e:
+            logger.warning("worker shutdown: %s", e)
+    await pool.stop()
+
+
+async def run_local(host: str, port: int, worker_timeout: float = WORKER_TIMEOUT,
+                    on_ready: Optional[Callable[[], Coroutine[Any, Any, None]]] = None) -> None:
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    pool, relay = await _create_pool(host, None)
+    worker = None
+    try:
+        address = pool.external_address
+        supervisor = await xo.create_actor(
+            SupervisorActor, worker_timeout, uid=SupervisorActor.default_uid(), address=address
+        )
+        worker = await _start_worker(pool, relay, address)
+        await _serve_rest(supervisor, address, host, port, stop, on_ready)
+    finally:
+        logger.info("shutting down")
+        await _shutdown(pool, worker)
+
+
+async def run_supervisor(host: str, port: int, supervisor_port: Optional[int] = None,
+                         worker_timeout: float = WORKER_TIMEOUT) -> None:
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    pool, _ = await _create_pool(host, supervisor_port)
+    try:
+        address = pool.external_address
+        supervisor = await xo.create_actor(
+            SupervisorActor, worker_timeout, uid=SupervisorActor.default_uid(), address=address
+        )
+        logger.info("supervisor at %s", address)
+        await _serve_rest(supervisor, address, host, port, stop)
+    finally:
+        logger.info("shutting down")
+        await pool.stop()
+
+
+def supervisor_address_from(endpoint: str, attempts: int = 30) -> str:
+    """Asks a REST endpoint for its supervisor's internal address (GET /v1/address)."""
+    last: Optional[Exception] = None
+    for _ in range(attempts):
+        try:
+            resp = requests.get(f"{endpoint.rstrip('/')}/v1/address", timeout=5)
+            resp.raise_for_status()
+            return resp.json()
+        except requests.RequestException as e:
+            last = e
+            import time
+
+            time.sleep(1)
+    raise SystemExit(f"Cannot reach the supervisor's endpoint {endpoint}: {last}")
+
+
+async def run_worker(endpoint: str, host: str, worker_port: Optional[int] = None) -> None:
+    supervisor_address = await asyncio.to_thread(supervisor_address_from, endpoint)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    pool, relay = await _create_pool(host, worker_port)
+    worker = None
+    try:
+        worker = await _start_worker(pool, relay, supervisor_address)
+        logger.info("worker at %s registered with supervisor %s", pool.external_address, supervisor_address)
+        await stop.wait()
+    finally:
+        logger.info("shutting down")
+        await _shutdown(pool, worker)

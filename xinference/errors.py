@@ -1,0 +1,66 @@
+"""Errors that cross layers. Each carries the HTTP status and OpenAI error type it maps to,
+so the REST layer needs one handler and no per-route try/except."""
+
+from typing import Optional
+
+
+class XinferenceError(Exception):
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(
+        self, message: str, *, param: Optional[str] = None, code: Optional[str] = None
+    ):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def __reduce__(self):
+        # xoscar pickles exceptions across processes: keep keyword fields.
+        return (_rebuild, (type(self), self.message, self.param, self.code))
+
+
+def _rebuild(cls, message, param, code):
+    return cls(message, param=param, code=code)
+
+
+class InvalidRequestError(XinferenceError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ModelNotFoundError(XinferenceError):
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class ConflictError(XinferenceError):
+    status_code = 409
+    error_type = "conflict_error"
+
+
+class ModelNotReadyError(XinferenceError):
+    status_code = 503
+    error_type = "service_unavailable"
+
+    retry_after = 2
+
+
+class NoWorkerError(XinferenceError):
+    status_code = 503
+    error_type = "service_unavailable"
+
+    retry_after = 5
+
+
+class LaunchFailedError(XinferenceError):
+    status_code = 500
+    error_type = "server_error"
+
+
+class TooManyRequestsError(XinferenceError):
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    retry_after = 1

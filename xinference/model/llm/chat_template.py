@@ -1,0 +1,50 @@
+"""Renders a family's Jinja chat template into a prompt."""
+
+from functools import lru_cache
+from typing import Any, Dict, List
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ...errors import InvalidRequestError
+
+
+class _TemplateRaised(Exception):
+    pass
+
+
+def _raise_exception(message: str) -> None:
+    raise _TemplateRaised(message)
+
+
+@lru_cache(maxsize=32)
+def _compile(source: str):
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = _raise_exception
+    return env.from_string(source)
+
+
+def render_chat(
+    template: str,
+    messages: List[Dict[str, Any]],
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+    **extra: Any,
+) -> str:
+    try:
+        return _compile(template).render(
+            messages=messages,
+            bos_token=bos_token,
+            eos_token=eos_token,
+            add_generation_prompt=add_generation_prompt,
+            **extra,
+        )
+    except _TemplateRaised as e:
+        raise InvalidRequestError(str(e), param="messages") from None
+    except (TemplateError, TypeError, KeyError, IndexError) as e:
+        raise InvalidRequestError(
+            f"Cannot format the messages with the model's chat template: {e}",
+            param="messages",
+        ) from None

@@ -1,0 +1,30 @@
+"""The lazy engine registry: engine name -> "module:Class".
+
+Importing an engine module must stay cheap; heavy libraries load in `load()`.
+"""
+
+import importlib
+from typing import Dict, List, Type
+
+from ....errors import InvalidRequestError
+from .base import LLMEngine
+
+ENGINES: Dict[str, str] = {
+    "llama.cpp": "xinference.model.llm.engines.llama_cpp:LlamaCppEngine",
+}
+
+
+def engine_names() -> List[str]:
+    return list(ENGINES)
+
+
+def get_engine_class(name: str) -> Type[LLMEngine]:
+    try:
+        target = ENGINES[name]
+    except KeyError:
+        raise InvalidRequestError(
+            f"Unknown engine {name!r}; available engines: {', '.join(ENGINES)}.",
+            param="model_engine",
+        ) from None
+    module_name, cls_name = target.split(":")
+    return getattr(importlib.import_module(module_name), cls_name)

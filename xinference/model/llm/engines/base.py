@@ -1,0 +1,71 @@
+"""The interface every LLM engine implements.
+
+An engine owns one loaded model and turns token ids into a stream of
+`GenerationDelta`s. It is async so the actor's event loop never blocks, and it is
+shaped for concurrency: several `generate` calls may be in flight at once; an
+engine that cannot interleave them queues them itself.
+
+Hooks, in the order they are called:
+  match(family, spec, quantization)  can this engine run that spec? (cheap, no imports)
+  __init__(model_path, family, spec, quantization, n_gpu, **launch_kwargs)
+  await load()                        load weights (heavy imports happen here)
+  tokenize(text, add_bos)             token ids, used for context checks and usage
+  generate(prompt_ids, params)        async iterator of deltas; the last has finish_reason
+  await close()                       free the model
+"""
+
+from abc import ABC, abstractmethod
+from typing import Any, AsyncIterator, ClassVar, Dict, List, Tuple
+
+from ....types import GenerationDelta, SamplingParams
+from ..family import LLMFamily, LLMSpec
+
+
+class LLMEngine(ABC):
+    name: ClassVar[str]
+    model_formats: ClassVar[Tuple[str, ...]]
+    # launch kwargs this engine understands; others are rejected with a 400
+    launch_kwargs: ClassVar[Tuple[str, ...]] = ()
+
+    @classmethod
+    def match(cls, family: LLMFamily, spec: LLMSpec, quantization: str) -> bool:
+        return spec.model_format in cls.model_formats
+
+    @classmethod
+    def is_installed(cls) -> bool:
+        return True
+
+    def __init__(
+        self,
+        model_path: str,
+        family: LLMFamily,
+        spec: LLMSpec,
+        quantization: str,
+        n_gpu: int = 0,
+        **kwargs: Any,
+    ):
+        self.model_path = model_path
+        self.n_gpu = n_gpu
+        self.family = family
+        self.spec = spec
+        self.quantization = quantization
+        self.kwargs: Dict[str, Any] = kwargs
+
+    @property
+    @abstractmethod
+    def context_length(self) -> int:
+        """Tokens of context the loaded model can hold (prompt + completion)."""
+
+    @abstractmethod
+    async def load(self) -> None: ...
+
+    @abstractmethod
+    def tokenize(self, text: str, add_bos: bool) -> List[int]: ...
+
+    @abstractmethod
+    def generate(
+        self, prompt_ids: List[int], params: SamplingParams
+    ) -> AsyncIterator[GenerationDelta]: ...
+
+    async def close(self) -> None:
+        return None

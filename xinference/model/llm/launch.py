@@ -1,0 +1,96 @@
+"""Checks a launch request against the catalogue and the engine registry.
+
+Pure and cheap: the supervisor runs it before it reserves anything, so a bad
+request fails at once and leaves nothing behind.
+"""
+
+from typing import Any, Dict, List, Optional, Union
+
+from pydantic import BaseModel
+
+from ...errors import InvalidRequestError
+from .engines import ENGINES, get_engine_class
+from .family import LLMFamily, LLMSpec, get_family, match_spec
+
+
+class LaunchPlan(BaseModel):
+    family: LLMFamily
+    spec: LLMSpec
+    quantization: str
+    engine: str
+    model_path: Optional[str] = None
+    engine_kwargs: Dict[str, Any] = {}
+    # GPUs each replica uses; 0 runs on the CPU
+    n_gpu: int = 0
+
+
+def plan_launch(
+    model_name: str,
+    model_engine: Optional[str] = None,
+    model_format: Optional[str] = None,
+    model_size_in_billions: Union[int, float, str, None] = None,
+    quantization: Optional[str] = None,
+    model_path: Optional[str] = None,
+    engine_kwargs: Optional[Dict[str, Any]] = None,
+    n_gpu: int = 0,
+) -> LaunchPlan:
+    family = get_family(model_name)
+    spec, quant = match_spec(family, model_format, model_size_in_billions, quantization)
+    engines = [model_engine] if model_engine else list(ENGINES)
+    tried = []
+    for name in engines:
+        cls = get_engine_class(name)
+        if cls.match(family, spec, quant):
+            if not cls.is_installed():
+                raise InvalidRequestError(
+                    f"Engine {name} is not installed on this machine: "
+                    f"`pip install 'xinference[{name.replace('.', '_')}]'`.",
+                    param="model_engine",
+                )
+            unknown = sorted(set(engine_kwargs or {}) - set(cls.launch_kwargs))
+            if unknown:
+                raise InvalidRequestError(
+                    f"Engine {name} does not take {', '.join(unknown)}; "
+                    f"it takes {', '.join(cls.launch_kwargs)}.",
+                    param=unknown[0],
+                )
+            return LaunchPlan(
+                family=family,
+                spec=spec,
+                quantization=quant,
+                engine=name,
+                model_path=model_path,
+                engine_kwargs=dict(engine_kwargs or {}),
+                n_gpu=n_gpu,
+            )
+        tried.append(name)
+    ok = [e["engine"] for e in engine_params(family)]
+    raise InvalidRequestError(
+        f"Engine {', '.join(tried)} cannot run {family.model_name} in format "
+        f"{spec.model_format} (size {spec.size_str()}, {quant}). "
+        + (f"Engines that can run this model: {', '.join(sorted(set(ok)))}." if ok
+           else "No installed engine can run this model yet."),
+        param="model_engine",
+        code="engine_mismatch",
+    )
+
+
+def engine_params(family: LLMFamily) -> List[Dict[str, Any]]:
+    """Every (engine, format, size, quantizations) this catalogue can launch."""
+    rows = []
+    for name in ENGINES:
+        cls = get_engine_class(name)
+        for spec in family.model_specs:
+            quants = [q for q in spec.quantizations if cls.match(family, spec, q)]
+            if quants:
+                rows.append(
+                    {
+                        "engine": name,
+                        "model_name": family.model_name,
+                        "model_format": spec.model_format,
+                        "model_size_in_billions": spec.model_size_in_billions,
+                        "quantizations": quants,
+                        "llm_class": cls.__name__,
+                    }
+                )
+    return rows

@@ -1,0 +1,74 @@
+"""A loaded LLM: a family's prompt rules on top of an engine."""
+
+from typing import Any, AsyncIterator, Dict, List, Optional
+
+from ...errors import InvalidRequestError
+from ...types import GenerationDelta, SamplingParams
+from .chat_template import render_chat
+from .engines.base import LLMEngine
+
+# Without max_tokens a base model may ramble to the end of its context; cap it like
+# Xinference does, and let the caller ask for more.
+DEFAULT_MAX_TOKENS = 1024
+
+
+class LLM:
+    def __init__(self, engine: LLMEngine):
+        self.engine = engine
+        self.family = engine.family
+
+    def chat_prompt(
+        self, messages: List[Dict[str, Any]], template_kwargs: Optional[Dict[str, Any]] = None
+    ) -> List[int]:
+        if not self.family.chat_template:
+            raise InvalidRequestError(
+                f"Model {self.family.model_name} has no chat template; use /v1/completions.",
+                param="messages",
+            )
+        prompt = render_chat(
+            self.family.chat_template,
+            messages,
+            bos_token=self.family.bos_token,
+            **(template_kwargs or {}),
+        )
+        # The template writes BOS itself when the family has one.
+        return self.engine.tokenize(prompt, add_bos=not self.family.bos_token)
+
+    def completion_prompt(self, prompt: str) -> List[int]:
+        return self.engine.tokenize(prompt, add_bos=True)
+
+    def fit(self, prompt_ids: List[int], params: SamplingParams) -> SamplingParams:
+        """Checks the request fits the context and fills the family's stops."""
+        n_ctx = self.engine.context_length
+        room = n_ctx - len(prompt_ids)
+        if params.max_tokens is not None and len(prompt_ids) + params.max_tokens > n_ctx:
+            raise InvalidRequestError(
+                f"This model's context holds {n_ctx} tokens, but the prompt has "
+                f"{len(prompt_ids)} tokens and max_tokens is {params.max_tokens} "
+                f"({len(prompt_ids) + params.max_tokens} in all). Shorten the prompt "
+                "or lower max_tokens.",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        if room <= 0:
+            raise InvalidRequestError(
+                f"This model's context holds {n_ctx} tokens, but the prompt has "
+                f"{len(prompt_ids)} tokens.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        max_tokens = params.max_tokens if params.max_tokens is not None else min(room, DEFAULT_MAX_TOKENS)
+        return params.model_copy(
+            update={
+                "max_tokens": max_tokens,
+                "stop": list(dict.fromkeys(params.stop + self.family.stop)),
+                "stop_token_ids": list(
+                    dict.fromkeys(params.stop_token_ids + self.family.stop_token_ids)
+                ),
+            }
+        )
+
+    def stream(
+        self, prompt_ids: List[int], params: SamplingParams
+    ) -> AsyncIterator[GenerationDelta]:
+        return self.engine.generate(prompt_ids, self.fit(prompt_ids, params))

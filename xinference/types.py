@@ -1,0 +1,35 @@
+"""Plain data shapes shared by engines, actors and the REST layer."""
+
+from typing import Any, Dict, List, Literal, Optional
+
+from pydantic import BaseModel, Field
+
+
+class SamplingParams(BaseModel):
+    """What an engine needs to generate; validated once in the REST layer."""
+
+    max_tokens: Optional[int] = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 40
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: Optional[int] = None
+    stop: List[str] = Field(default_factory=list)
+    stop_token_ids: List[int] = Field(default_factory=list)
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class GenerationDelta(BaseModel):
+    """One step of a generation: new text, and on the last step why it ended."""
+
+    text: str = ""
+    finish_reason: Optional[FinishReason] = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+ModelDescription = Dict[str, Any]
