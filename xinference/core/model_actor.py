@@ -6,6 +6,7 @@ other; the engine guards its own state.
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any, AsyncGenerator, AsyncIterator, Dict, List, Optional
 
@@ -21,6 +22,17 @@ from ..types import SamplingParams
 logger = logging.getLogger(__name__)
 
 
+async def _exit_when_orphaned(period: float = 1.0) -> None:
+    """A worker killed with SIGKILL cannot stop its replicas: each replica ends itself
+    once its parent is gone, so no model process is left holding memory."""
+    parent = os.getppid()
+    while True:
+        await asyncio.sleep(period)
+        if os.getppid() != parent:
+            logger.error("worker process %d is gone; replica exits", parent)
+            os._exit(1)
+
+
 class ModelActor(xo.StatelessActor):
     def __init__(self, replica_uid: str, plan: Dict[str, Any]):
         super().__init__()
@@ -31,6 +43,9 @@ class ModelActor(xo.StatelessActor):
         self._inflight = 0
         self._served = 0
         self._created = time.time()
+
+    async def __post_create__(self) -> None:
+        self._orphan_watch = asyncio.create_task(_exit_when_orphaned())
 
     async def load(self) -> Dict[str, Any]:
         plan = self._plan

@@ -6,6 +6,7 @@ from typing import Optional
 
 import click
 
+from .. import __version__
 from ..constants import DEFAULT_HOST, DEFAULT_LOG_LEVEL, DEFAULT_PORT, ENDPOINT_ENV, WORKER_TIMEOUT
 from .logs import setup_logging
 
@@ -44,7 +45,7 @@ def _run_local(host: str, port: int, log_level: str, launch: Optional[str], work
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @_host_port
-@click.version_option(package_name="xinference", message="%(version)s")
+@click.version_option(version=__version__, message="%(version)s")
 @click.pass_context
 def cli(ctx: click.Context, host: str, port: int, log_level: str) -> None:
     """Xinference: serve LLMs behind an OpenAI-compatible API.

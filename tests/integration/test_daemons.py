@@ -1,0 +1,106 @@
+"""Daemons as processes: clean shutdown on signals, and a supervisor with two workers."""
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+import requests
+
+from tests.servers import free_port, start, start_local, wait_http, wait_until
+
+FAST = {"XINFERENCE_HEARTBEAT_INTERVAL": "0.5"}
+
+
+def _alive(pids):
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_shuts_down_local_cluster_without_orphans(tmp_path, sig):
+    d = start_local(str(tmp_path))
+    try:
+        r = requests.post(d.endpoint + "/v1/models", json={"model_name": "gemma-3", "n_ctx": 256}, timeout=120)
+        assert r.status_code == 200, r.text
+        tree = [p.pid for p in d.tree()]
+        assert tree, "the replica runs in a sub-process"
+        d.proc.send_signal(sig)
+        code = d.proc.wait(30)
+        assert code == 0, d.log()
+        wait_until(lambda: not _alive(tree), 10, what="no process left")
+        assert "shutting down" in d.log()
+    finally:
+        d.stop(signal.SIGKILL)
+
+
+def _workers(endpoint):
+    return requests.get(endpoint + "/v1/workers").json()
+
+
+def test_supervisor_two_workers_replicas_and_worker_loss(tmp_path):
+    log_dir = str(tmp_path)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**FAST}
+    sup = start(["xinference-supervisor", "-H", "127.0.0.1", "-p", str(port), "--worker-timeout", "3"],
+                log_dir, "supervisor", env)
+    workers = []
+    try:
+        wait_http(sup, endpoint + "/status")
+        for i in range(2):
+            workers.append(start(["xinference-worker", "-e", endpoint, "-H", "127.0.0.1"], log_dir, f"worker{i}", env))
+        wait_until(lambda: len(_workers(endpoint)) == 2, 30, what="two workers registered")
+
+        r = requests.post(endpoint + "/v1/models", timeout=180,
+                          json={"model_name": "gemma-3", "model_uid": "g2", "replica": 2, "n_ctx": 256})
+        assert r.status_code == 200, r.text + sup.log()
+        desc = requests.get(endpoint + "/v1/models/g2").json()
+        assert desc["replica"] == 2
+        hosts = {rep["worker_address"] for rep in desc["replicas"]}
+        assert hosts == {w["worker_address"] for w in _workers(endpoint)}, "one replica on each worker"
+
+        body = {"model": "g2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0}
+        for _ in range(4):
+            assert requests.post(endpoint + "/v1/chat/completions", json=body).status_code == 200
+
+        # kill one worker hard: it stops heart-beating
+        victim = workers[0]
+        victim_address = next(rep["worker_address"] for rep in desc["replicas"]
+                              if _owns(victim, rep["worker_address"]))
+        orphans = [p.pid for p in victim.tree()]
+        assert orphans, "the victim's replica runs in its own process"
+        os.kill(victim.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        wait_until(lambda: victim_address not in [w["worker_address"] for w in _workers(endpoint)],
+                   10, what="dead worker dropped")
+        wait_until(lambda: requests.get(endpoint + "/v1/models/g2").json()["replica"] == 1, 10)
+        assert time.monotonic() - t0 < 10
+        listed = requests.get(endpoint + "/v1/models").json()["data"]
+        assert [m["replica"] for m in listed if m["id"] == "g2"] == [1]
+        # the other replica keeps answering, every time
+        for _ in range(4):
+            r = requests.post(endpoint + "/v1/chat/completions", json=body)
+            assert r.status_code == 200, r.text
+        # the dead worker's replica process ends itself
+        wait_until(lambda: not _alive(orphans), 10, what="orphan replica exits")
+    finally:
+        for w in workers:
+            w.stop(signal.SIGKILL)
+        sup.stop(signal.SIGKILL)
+
+
+def _owns(daemon, worker_address):
+    port = int(worker_address.rsplit(":", 1)[1])
+    try:
+        return any(c.laddr.port == port for c in psutil.Process(daemon.pid).net_connections("tcp")
+                   if c.status == psutil.CONN_LISTEN)
+    except psutil.NoSuchProcess:
+        return False

@@ -1,0 +1,158 @@
+"""Every error case answers in the OpenAI shape with the right status, and a failed
+launch leaves no process or reservation behind."""
+
+import time
+
+import psutil
+import requests
+
+from tests.servers import wait_until
+
+from .conftest import GEMMA_UID
+
+
+def _err(resp, status):
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["detail"] == body["error"]["message"]
+    return body
+
+
+def test_unknown_uid_404(api):
+    _err(requests.post(api + "/v1/chat/completions",
+                       json={"model": "missing", "messages": [{"role": "user", "content": "x"}]}), 404)
+    _err(requests.get(api + "/v1/models/missing"), 404)
+    _err(requests.delete(api + "/v1/models/missing"), 404)
+
+
+def test_duplicate_uid_409(api):
+    body = _err(requests.post(api + "/v1/models", json={"model_name": "gemma-3", "model_uid": GEMMA_UID}), 409)
+    assert GEMMA_UID in body["error"]["message"]
+
+
+def test_unknown_family_400_suggests(api):
+    body = _err(requests.post(api + "/v1/models", json={"model_name": "gemma3"}), 400)
+    assert "gemma-3" in body["error"]["message"]
+    assert body["error"]["param"] == "model_name"
+
+
+def test_engine_cannot_run_spec_400(api):
+    body = _err(requests.post(api + "/v1/models", json={
+        "model_name": "gemma-3", "model_engine": "llama.cpp", "model_format": "pytorch"}), 400)
+    assert "llama.cpp" in body["error"]["message"] and "pytorch" in body["error"]["message"]
+    _err(requests.post(api + "/v1/models", json={"model_name": "gemma-3", "model_engine": "nope"}), 400)
+    _err(requests.post(api + "/v1/models", json={"model_name": "gemma-3", "no_such_kwarg": 1}), 400)
+
+
+def test_malformed_bodies(api):
+    _err(requests.post(api + "/v1/chat/completions", data="{not json",
+                       headers={"Content-Type": "application/json"}), 400)
+    _err(requests.post(api + "/v1/chat/completions", json={"model": GEMMA_UID}), 400)
+    _err(requests.post(api + "/v1/chat/completions", json={
+        "model": GEMMA_UID, "messages": [{"role": "wizard", "content": "x"}]}), 400)
+    body = _err(requests.post(api + "/v1/chat/completions", json={
+        "model": GEMMA_UID, "messages": [{"role": "user", "content": "x"}], "temperature": 7}), 400)
+    assert body["error"]["param"] == "temperature"
+    _err(requests.post(api + "/v1/models", json={"model_uid": "x"}), 400)
+    # Gemma's template requires alternating roles
+    _err(requests.post(api + "/v1/chat/completions", json={
+        "model": GEMMA_UID, "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}), 400)
+
+
+def test_prompt_beyond_context_400_names_both_numbers(api):
+    body = _err(requests.post(api + "/v1/chat/completions", json={
+        "model": GEMMA_UID, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4000}), 400)
+    msg = body["error"]["message"]
+    assert "2048" in msg and "4000" in msg
+    long_prompt = "word " * 3000
+    body = _err(requests.post(api + "/v1/completions", json={
+        "model": GEMMA_UID, "prompt": long_prompt, "max_tokens": 10, "stream": True}), 400)
+    assert body["error"]["code"] == "context_length_exceeded"
+
+
+def _replica_processes(local):
+    return [p for p in local.tree() if "xoscar" in " ".join(p.cmdline())]
+
+
+def test_missing_weights_400_and_nothing_left(api, local):
+    before = len(_replica_processes(local))
+    body = _err(requests.post(api + "/v1/models", json={
+        "model_name": "qwen1.5-chat", "model_format": "ggufv2", "model_size_in_billions": "0_5",
+        "quantization": "q4_k_m", "model_uid": "qwen-missing"}), 400)
+    assert "model_path" in body["error"]["message"]
+    assert "qwen1_5-0_5b-chat-q4_k_m.gguf" in body["error"]["message"]
+    _err(requests.get(api + "/v1/models/qwen-missing"), 404)
+    wait_until(lambda: len(_replica_processes(local)) == before, 10, what="sub-process removed")
+
+
+def test_broken_weights_fail_cleanly(api, local, tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 1024)
+    before = len(_replica_processes(local))
+    r = requests.post(api + "/v1/models", json={"model_name": "gemma-3", "model_uid": "broken",
+                                                "model_path": str(bad)})
+    assert r.status_code in (400, 500), r.text
+    assert r.json()["detail"]
+    _err(requests.get(api + "/v1/models/broken"), 404)
+    assert "broken" not in requests.get(api + "/v1/models").json()["data"]
+    wait_until(lambda: len(_replica_processes(local)) == before, 10, what="sub-process removed")
+    # and the uid is free again
+    _err(requests.post(api + "/v1/models", json={"model_name": "gemma-3", "model_uid": "broken",
+                                                 "model_path": str(tmp_path / "nope.gguf")}), 400)
+
+
+def test_loading_model_503_with_retry_after(api):
+    r = requests.post(api + "/v1/models", params={"wait_ready": "false"},
+                      json={"model_name": "gemma-3", "model_uid": "slow", "n_ctx": 256})
+    assert r.status_code == 200 and r.json() == {"model_uid": "slow"}
+    try:
+        chat = requests.post(api + "/v1/chat/completions", json={
+            "model": "slow", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2})
+        if chat.status_code == 503:
+            assert int(chat.headers["Retry-After"]) >= 1
+            assert chat.json()["error"]["type"] == "service_unavailable"
+            assert requests.get(api + "/v1/models/slow").json()["status"] == "CREATING"
+        else:  # it loaded faster than we asked: then it must answer
+            assert chat.status_code == 200, chat.text
+        wait_until(lambda: requests.get(api + "/v1/models/slow").json()["status"] == "READY", 60)
+        ok = requests.post(api + "/v1/chat/completions", json={
+            "model": "slow", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2})
+        assert ok.status_code == 200
+    finally:
+        requests.delete(api + "/v1/models/slow")
+
+
+def test_terminate_frees_the_process(api, local):
+    before = {p.pid for p in _replica_processes(local)}
+    r = requests.post(api + "/v1/models", json={"model_name": "gemma-3", "model_uid": "tmp", "n_ctx": 256})
+    assert r.status_code == 200, r.text
+    new = {p.pid for p in _replica_processes(local)} - before
+    assert len(new) == 1
+    assert requests.delete(api + "/v1/models/tmp").status_code == 200
+    assert "tmp" not in [m["id"] for m in requests.get(api + "/v1/models").json()["data"]]
+    pid = new.pop()
+    wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+               10, what="replica process gone")
+    _err(requests.post(api + "/v1/chat/completions", json={
+        "model": "tmp", "messages": [{"role": "user", "content": "x"}]}), 404)
+
+
+def test_client_disconnect_aborts_generation(api):
+    """A stream whose client goes away stops decoding: the next request is not kept waiting."""
+    r = requests.post(api + "/v1/completions", stream=True, json={
+        "model": GEMMA_UID, "prompt": "Tell a long story.", "max_tokens": 1500, "stream": True,
+        "temperature": 0.8, "stop": []})
+    lines = r.iter_lines()
+    got = 0
+    for line in lines:
+        if line.startswith(b"data: "):
+            got += 1
+            if got == 3:
+                break
+    r.close()
+    start = time.monotonic()
+    ok = requests.post(api + "/v1/completions", json={"model": GEMMA_UID, "prompt": "Hi", "max_tokens": 4})
+    assert ok.status_code == 200
+    # 1500 tokens would take well over 10 s on any of our machines
+    assert time.monotonic() - start < 8
