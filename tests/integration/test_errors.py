@@ -8,7 +8,7 @@ import requests
 
 from tests.servers import wait_until
 
-from .conftest import GEMMA_UID
+from tests.conftest import GEMMA_UID
 
 
 def _err(resp, status):

@@ -5,7 +5,7 @@ import json
 import pytest
 import requests
 
-from .conftest import GEMMA_UID
+from tests.conftest import GEMMA_UID
 
 CHAT = {"model": GEMMA_UID, "messages": [{"role": "user", "content": "Name a color."}],
         "max_tokens": 8, "temperature": 0}

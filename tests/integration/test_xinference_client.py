@@ -2,7 +2,7 @@
 
 import pytest
 
-from .conftest import GEMMA_UID
+from tests.conftest import GEMMA_UID
 
 xc = pytest.importorskip("xinference_client")
 

@@ -1,0 +1,93 @@
+"""The CLI as a user types it, against a real server."""
+
+import os
+import re
+import subprocess
+import sys
+
+import requests
+
+from tests.servers import free_port, start, wait_http, wait_until
+
+XI = os.path.join(os.path.dirname(sys.executable), "xinference")
+
+
+def run(*args, input=None, timeout=120, env=None):
+    return subprocess.run([XI, *args], input=input, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_launch_list_terminate(api):
+    out = run("launch", "-n", "gemma-3", "-en", "llama.cpp", "-f", "ggufv2", "-s", "0_27", "-q", "Q4_K_M",
+              "-u", "cli-gemma", "-e", api, "--n_ctx", "512", "--n_threads", "1")
+    assert out.returncode == 0, out.stderr
+    assert "Model uid: cli-gemma" in out.stdout
+    assert "100%" in out.stderr  # the progress bar reached the end
+    desc = requests.get(f"{api}/v1/models/cli-gemma").json()
+    assert desc["context_length"] == 512
+    listed = run("list", env={"XINFERENCE_ENDPOINT": api})  # endpoint from the environment
+    assert listed.returncode == 0
+    header, rule, *rows = listed.stdout.splitlines()
+    assert header.split()[:3] == ["UID", "Type", "Name"]
+    row = next(r for r in rows if r.startswith("cli-gemma"))
+    assert "gemma-3" in row and "llama.cpp" in row and "READY" in row and "512" in row
+    out = run("terminate", "--model-uid", "cli-gemma", "-e", api)
+    assert out.returncode == 0
+    assert "cli-gemma" not in run("list", "-e", api).stdout
+
+
+def test_launch_errors_are_readable(api):
+    out = run("launch", "-n", "gemma3", "-e", api)
+    assert out.returncode == 1
+    assert "Did you mean: gemma-3" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = run("launch", "-n", "gemma-3", "-e", api, "--n_ctx")
+    assert out.returncode != 0 and "pairs" in out.stderr
+
+
+def test_registrations_and_engine(api):
+    out = run("registrations", "-t", "LLM", "-e", api)
+    assert out.returncode == 0
+    assert re.search(r"^gemma-3\s+en\s+generate, chat\s+32768", out.stdout, re.M)
+    assert "qwen1.5-chat" in out.stdout
+    out = run("engine", "-n", "gemma-3", "-e", api)
+    assert out.returncode == 0 and re.search(r"llama\.cpp\s+ggufv2\s+0\.27", out.stdout)
+
+
+def test_chat_and_generate_repl(api):
+    out = run("chat", "--model-uid", "gemma", "-e", api, "--max-tokens", "4", "--temperature", "0",
+              input="Hello there\nHow are you?\nexit\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("Assistant:") == 2
+    out = run("generate", "--model-uid", "gemma", "-e", api, "--max-tokens", "4", input="Once upon\n")
+    assert out.returncode == 0, out.stderr
+    assert "Prompt:" in out.stdout
+
+
+def test_local_launch_banner_and_its_curl_line_works(tmp_path):
+    port = free_port()
+    d = start(["xinference-local", "-H", "127.0.0.1", "-p", str(port), "--launch", "gemma-3"],
+              str(tmp_path), "banner")
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        wait_http(d, endpoint + "/status")
+        wait_until(lambda: "launched and ready" in d.log(), 120, what="ready banner")
+        log = d.log()
+        assert f"Xinference is running at {endpoint}" in log
+        curl = re.search(r"^\s*(curl .*?\n.*?-d '.*?')$", log, re.M | re.S)
+        assert curl, log
+        out = subprocess.run(["bash", "-c", curl.group(1).replace("\\\n", " ")], capture_output=True,
+                             text=True, timeout=60)
+        assert '"chat.completion"' in out.stdout, out.stdout + out.stderr
+    finally:
+        d.stop()
+
+
+def test_bare_xinference_starts_a_local_cluster(tmp_path):
+    port = free_port()
+    d = start(["xinference", "-H", "127.0.0.1", "-p", str(port)], str(tmp_path), "bare")
+    try:
+        wait_http(d, f"http://127.0.0.1:{port}/status")
+        wait_until(lambda: f"http://127.0.0.1:{port}" in d.log(), 10, what="endpoint logged")
+    finally:
+        assert d.stop() == 0

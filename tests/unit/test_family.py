@@ -1,0 +1,77 @@
+import pytest
+from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: F401  (the renderer's engine)
+
+from xinference.errors import InvalidRequestError
+from xinference.model.llm.chat_template import render_chat
+from xinference.model.llm.family import builtin_families, get_family, match_spec, normalize_size
+from xinference.model.llm.launch import engine_params, plan_launch
+
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "hi"},
+    {"role": "assistant", "content": "hello"},
+    {"role": "user", "content": "again"},
+]
+
+
+def test_builtin_catalogue_has_the_required_families():
+    names = set(builtin_families())
+    assert {"gemma-3", "qwen1.5-chat", "chatglm2", "chatglm3", "llama-2-chat", "baichuan-2-chat",
+            "vicuna-v1.3", "wizardlm-v1.0", "orca", "yi-chat"} <= names
+
+
+@pytest.mark.parametrize("name", sorted(builtin_families()))
+def test_every_template_renders_the_conversation(name):
+    fam = get_family(name)
+    assert fam.context_length > 0 and fam.model_specs
+    prompt = render_chat(fam.chat_template, CONVERSATION, bos_token=fam.bos_token)
+    for text in ("hi", "hello", "again"):
+        assert text in prompt
+    for spec in fam.model_specs:
+        assert spec.model_id, f"{name} {spec.model_format} has no hub id"
+        if spec.model_format in ("ggufv2", "ggmlv3"):
+            assert spec.model_file_name_template
+
+
+def test_gemma_template_matches_gemma_format():
+    fam = get_family("gemma-3")
+    prompt = render_chat(fam.chat_template, CONVERSATION[1:], bos_token=fam.bos_token)
+    assert prompt == (
+        "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\nhello<end_of_turn>\n"
+        "<start_of_turn>user\nagain<end_of_turn>\n<start_of_turn>model\n"
+    )
+    with_system = render_chat(fam.chat_template, CONVERSATION[:2], bos_token=fam.bos_token)
+    assert "<start_of_turn>user\nBe brief.\n\nhi" in with_system
+
+
+def test_template_errors_are_400():
+    fam = get_family("gemma-3")
+    with pytest.raises(InvalidRequestError, match="alternate"):
+        render_chat(fam.chat_template, [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+
+
+def test_unknown_name_suggests_close_ones():
+    with pytest.raises(InvalidRequestError, match="gemma-3") as e:
+        get_family("gemma3")
+    assert e.value.status_code == 400
+
+
+def test_match_spec_filters_and_reports_choices():
+    fam = get_family("qwen1.5-chat")
+    spec, quant = match_spec(fam, "ggufv2", 0.5, "Q4_K_M")
+    assert spec.size_str() == "0_5" and quant == "q4_k_m"
+    assert spec.file_name(quant) == "qwen1_5-0_5b-chat-q4_k_m.gguf"
+    with pytest.raises(InvalidRequestError, match="Available"):
+        match_spec(fam, "ggufv2", 3, None)
+    assert normalize_size(7.0) == "7" and normalize_size("1.8") == "1_8"
+
+
+def test_plan_launch_checks_engine_and_kwargs():
+    plan = plan_launch("gemma-3", engine_kwargs={"n_ctx": 512})
+    assert plan.engine == "llama.cpp" and plan.spec.model_format == "ggufv2"
+    with pytest.raises(InvalidRequestError, match="cannot run"):
+        plan_launch("gemma-3", model_engine="llama.cpp", model_format="pytorch")
+    with pytest.raises(InvalidRequestError, match="does not take"):
+        plan_launch("gemma-3", engine_kwargs={"bogus": 1})
+    rows = engine_params(get_family("gemma-3"))
+    assert rows and all(r["model_format"] == "ggufv2" for r in rows)
