@@ -6,9 +6,8 @@ import time
 import psutil
 import requests
 
-from tests.servers import wait_until
-
 from tests.conftest import GEMMA_UID
+from tests.servers import wait_until
 
 
 def _err(resp, status):
@@ -156,3 +155,33 @@ def test_client_disconnect_aborts_generation(api):
     assert ok.status_code == 200
     # 1500 tokens would take well over 10 s on any of our machines
     assert time.monotonic() - start < 8
+
+
+def test_client_timeout_on_non_stream_aborts_generation(api):
+    """A non-streaming client that gives up (timeout) also stops the decoding."""
+    try:
+        requests.post(api + "/v1/completions", timeout=1.5, json={
+            "model": GEMMA_UID, "prompt": "Tell a long story.", "max_tokens": 1500, "temperature": 0.8})
+        raise AssertionError("1500 tokens cannot finish within 1.5 s")
+    except requests.Timeout:
+        pass
+    start = time.monotonic()
+    ok = requests.post(api + "/v1/completions", json={"model": GEMMA_UID, "prompt": "Hi", "max_tokens": 4})
+    assert ok.status_code == 200
+    assert time.monotonic() - start < 8
+
+
+def test_request_limits_429(api):
+    r = requests.post(api + "/v1/models", json={"model_name": "gemma-3", "model_uid": "limited",
+                                                "request_limits": 1, "n_ctx": 512})
+    assert r.status_code == 200, r.text
+    try:
+        body = {"model": "limited", "prompt": "Count:", "max_tokens": 300, "stream": True, "temperature": 0.8}
+        with requests.post(api + "/v1/completions", json=body, stream=True) as first:
+            next(line for line in first.iter_lines() if line.startswith(b"data: "))
+            second = requests.post(api + "/v1/completions", json={**body, "stream": False, "max_tokens": 2})
+            err = _err(second, 429)
+            assert err["error"]["type"] == "rate_limit_error"
+            assert second.headers["Retry-After"]
+    finally:
+        requests.delete(api + "/v1/models/limited")

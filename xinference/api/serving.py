@@ -4,20 +4,24 @@ One template for both endpoints; they differ only in how a request becomes a
 prompt and how a delta becomes a chunk.
 """
 
+import asyncio
 import json
 import logging
 import time
 import uuid
-from typing import Any, AsyncIterator, Dict, Optional
+from typing import Any, AsyncIterator, Coroutine, Dict, Optional, TypeVar
 
+from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..errors import ModelNotReadyError, XinferenceError
-from .errors import error_body
+from .errors import ClientGone, error_body
 from .protocol.openai import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from .replicas import CONNECTION_ERRORS, ReplicaRouter
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class _Shape:
@@ -68,23 +72,40 @@ def _sse(obj: Any) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
+async def _unless_disconnected(http: Request, coro: Coroutine[Any, Any, T]) -> T:
+    """Runs `coro`, cancelling it (and with it the remote call, which aborts decoding)
+    if the HTTP client goes away first."""
+    task = asyncio.ensure_future(coro)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return task.result()
+            if await http.is_disconnected():
+                task.cancel()
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 class LLMServing:
     def __init__(self, router: ReplicaRouter):
         self.router = router
 
-    async def chat(self, req: ChatCompletionRequest):
-        return await self._serve(_Shape("chat"), req, req.plain_messages(), req.chat_template_kwargs)
+    async def chat(self, req: ChatCompletionRequest, http: Request):
+        return await self._serve(_Shape("chat"), req, req.plain_messages(), req.chat_template_kwargs, http)
 
-    async def completion(self, req: CompletionRequest):
-        return await self._serve(_Shape("completion"), req, req.prompt, None)
+    async def completion(self, req: CompletionRequest, http: Request):
+        return await self._serve(_Shape("completion"), req, req.prompt, None, http)
 
     async def _serve(self, shape: _Shape, req: SamplingRequest, payload: Any,
-                     template_kwargs: Optional[Dict[str, Any]]):
+                     template_kwargs: Optional[Dict[str, Any]], http: Request):
         rid = f"{shape.prefix}-{uuid.uuid4().hex}"
         created = int(time.time())
         args = (shape.kind, payload, req.sampling(), template_kwargs)
         if not req.stream:
-            result = await self._call_with_retry(req.model, args)
+            result = await _unless_disconnected(http, self._call_with_retry(req.model, args))
             if shape.kind == "completion" and getattr(req, "echo", False):
                 result["text"] = payload + result["text"]
             return JSONResponse(shape.whole(rid, req.model, created, result))
