@@ -140,8 +140,8 @@ def test_terminate_frees_the_process(api, local):
 def test_client_disconnect_aborts_generation(api):
     """A stream whose client goes away stops decoding: the next request is not kept waiting."""
     r = requests.post(api + "/v1/completions", stream=True, json={
-        "model": GEMMA_UID, "prompt": "Tell a long story.", "max_tokens": 1500, "stream": True,
-        "temperature": 0.8, "stop": []})
+        "model": GEMMA_UID, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 1500, "stream": True,
+        "temperature": 0})
     lines = r.iter_lines()
     got = 0
     for line in lines:
@@ -161,7 +161,7 @@ def test_client_timeout_on_non_stream_aborts_generation(api):
     """A non-streaming client that gives up (timeout) also stops the decoding."""
     try:
         requests.post(api + "/v1/completions", timeout=1.5, json={
-            "model": GEMMA_UID, "prompt": "Tell a long story.", "max_tokens": 1500, "temperature": 0.8})
+            "model": GEMMA_UID, "prompt": "1, 2, 3, 4, 5,", "max_tokens": 1500, "temperature": 0})
         raise AssertionError("1500 tokens cannot finish within 1.5 s")
     except requests.Timeout:
         pass
@@ -176,12 +176,17 @@ def test_request_limits_429(api):
                                                 "request_limits": 1, "n_ctx": 512})
     assert r.status_code == 200, r.text
     try:
-        body = {"model": "limited", "prompt": "Count:", "max_tokens": 300, "stream": True, "temperature": 0.8}
+        # greedy on this prompt runs the full 300 tokens (seconds), never an early EOS
+        body = {"model": "limited", "prompt": "1, 2, 3, 4, 5,", "max_tokens": 300, "stream": True,
+                "temperature": 0}
         with requests.post(api + "/v1/completions", json=body, stream=True) as first:
-            next(line for line in first.iter_lines() if line.startswith(b"data: "))
+            # keep the iterator referenced: dropping it may close the connection
+            lines = first.iter_lines()
+            assert next(lines).startswith(b"data: ")
             second = requests.post(api + "/v1/completions", json={**body, "stream": False, "max_tokens": 2})
             err = _err(second, 429)
             assert err["error"]["type"] == "rate_limit_error"
             assert second.headers["Retry-After"]
+            assert any(b'"finish_reason": "length"' in line for line in lines)  # the first ran on
     finally:
         requests.delete(api + "/v1/models/limited")

@@ -137,7 +137,7 @@ class LlamaCppEngine(LLMEngine):
                 if tok in stop_ids or self._eog(tok):
                     finish = "stop"
                     break
-                piece = decoder.decode(llm.detokenize([tok], prev_tokens=prompt_ids + produced))
+                piece = decoder.decode(llm.detokenize([tok]))
                 produced.append(tok)
                 text, hit = stops.feed(piece)
                 if hit:
