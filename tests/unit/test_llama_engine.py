@@ -61,3 +61,37 @@ async def test_abandoned_stream_frees_the_engine(llm):
     await gen.aclose()  # what the actor does when the HTTP client goes away
     done = await asyncio.wait_for(collect(llm, ids, max_tokens=3, temperature=0), timeout=10)
     assert done[-1].completion_tokens == 3
+
+
+@pytest.mark.timeout(120)
+async def test_text_matches_raw_llama_cpp_token_for_token(llm):
+    """Every generated token's text arrives, the last one included."""
+    ids = llm.completion_prompt("The capital of France is")
+    raw = llm.engine._llm
+    expected = []
+    for tok in raw.generate(list(ids), temp=0, top_k=40, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
+        expected.append(tok)
+        if len(expected) == 10:
+            break
+    want = raw.detokenize(expected).decode("utf-8", errors="replace")
+    got = await collect(llm, ids, max_tokens=10, temperature=0)
+    assert "".join(d.text for d in got) == want
+
+
+def test_coalescer_batches_by_time():
+    from xinference.model.llm.engines.llama_cpp import _Coalescer
+    from xinference.types import GenerationDelta
+
+    sent = []
+    c = _Coalescer(sent.append, interval=3600)
+    for piece in ["a", "b", "c"]:
+        c.add(piece)
+    c.finish(GenerationDelta(finish_reason="length"))
+    assert [d.text for d in sent] == ["a", "bc"]  # first at once, the rest with the last
+    assert sent[-1].finish_reason == "length"
+    sent.clear()
+    c = _Coalescer(sent.append, interval=0)
+    for piece in ["a", "b"]:
+        c.add(piece)
+    c.finish(GenerationDelta(finish_reason="stop"))
+    assert [d.text for d in sent] == ["a", "b", ""]
