@@ -91,6 +91,17 @@ def test_supervisor_two_workers_replicas_and_worker_loss(tmp_path):
             assert r.status_code == 200, r.text
         # the dead worker's replica process ends itself
         wait_until(lambda: not _alive(orphans), 10, what="orphan replica exits")
+
+        # SIGTERM on the last worker: it stops its replica and leaves at once
+        last = workers[1]
+        replica_pids = [p.pid for p in last.tree()]
+        assert replica_pids
+        last.proc.send_signal(signal.SIGTERM)
+        assert last.proc.wait(30) == 0, last.log()
+        assert not _alive(replica_pids)
+        assert _workers(endpoint) == []
+        gone = requests.get(endpoint + "/v1/models/g2")
+        assert gone.status_code == 404 and "shut down" in gone.json()["detail"]
     finally:
         for w in workers:
             w.stop(signal.SIGKILL)
