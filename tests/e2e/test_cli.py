@@ -43,6 +43,10 @@ def test_launch_errors_are_readable(api):
     assert "Traceback" not in out.stderr
     out = run("launch", "-n", "gemma-3", "-e", api, "--n_ctx")
     assert out.returncode != 0 and "pairs" in out.stderr
+    out = run("launch", "-n", "qwen1.5-chat", "-f", "ggufv2", "-s", "0_5", "-q", "q4_k_m", "-u", "q", "-e", api)
+    assert out.returncode == 1
+    assert "Model q is not running: its launch failed" in out.stderr and "--model-path" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_registrations_and_engine(api):

@@ -40,7 +40,7 @@ class FakeWorker(xo.StatelessActor):
 @pytest.fixture
 async def cluster():
     pools = [await xo.create_actor_pool("127.0.0.1:0", n_process=0) for _ in range(2)]
-    sup = await xo.create_actor(SupervisorActor, 1.0, uid="supervisor", address=pools[0].external_address)
+    sup = await xo.create_actor(SupervisorActor, 1.0, 0.1, uid="supervisor", address=pools[0].external_address)
     workers = [
         await xo.create_actor(FakeWorker, i == 1, uid="worker", address=p.external_address)
         for i, p in enumerate(pools)
@@ -91,3 +91,18 @@ async def test_silent_worker_is_dropped_with_its_replicas(cluster):
     assert [w["worker_address"] for w in await sup.list_workers()] == [addrs[1]]
     assert await sup.list_models() == {}
     assert await sup.heartbeat(addrs[0], {}, []) is False  # told to register again
+
+
+@pytest.mark.timeout(30)
+async def test_heartbeat_without_a_replica_drops_it(cluster):
+    sup, _, addrs = cluster
+    await sup.launch_model({"model_name": "gemma-3", "model_uid": "m", "worker_ip": addrs[0]})
+    # a fresh replica survives a heartbeat that does not list it yet (it may be stale)
+    assert await sup.heartbeat(addrs[0], {"memory_available": 1}, [])
+    assert (await sup.describe_model("m"))["replica"] == 1
+    await asyncio.sleep(0.3)  # two heartbeat intervals
+    assert await sup.heartbeat(addrs[0], {"memory_available": 1}, ["m-0"])
+    assert (await sup.describe_model("m"))["replica"] == 1
+    assert await sup.heartbeat(addrs[0], {"memory_available": 1}, [])
+    with pytest.raises(ModelNotFoundError, match="no longer runs it"):
+        await sup.describe_model("m")

@@ -20,9 +20,18 @@ def error_text(response: requests.Response) -> str:
     return f"HTTP {response.status_code}: {body}"
 
 
+class APIError(RuntimeError):
+    """An error answer from the server; the message reads like xinference-client's."""
+
+    def __init__(self, what: str, status_code: int, detail: str):
+        super().__init__(f"Failed to {what}, detail: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
 def check(response: requests.Response, what: str) -> None:
     if response.status_code >= 400:
-        raise RuntimeError(f"Failed to {what}, detail: {error_text(response)}")
+        raise APIError(what, response.status_code, error_text(response))
 
 
 def iter_sse(response: requests.Response) -> Iterator[Any]:

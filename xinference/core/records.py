@@ -29,6 +29,7 @@ class ReplicaRecord:
     worker_address: str
     address: Optional[str] = None  # the sub-process that hosts the ModelActor
     ready: bool = False
+    ready_since: float = 0.0  # time.monotonic() when it became ready
     context_length: Optional[int] = None
 
 

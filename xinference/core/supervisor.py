@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 import xoscar as xo
 
-from ..constants import WORKER_TIMEOUT
+from ..constants import HEARTBEAT_INTERVAL, WORKER_TIMEOUT
 from ..errors import (
     ConflictError,
     InvalidRequestError,
@@ -26,9 +26,12 @@ SUPERVISOR_UID = "supervisor"
 
 
 class SupervisorActor(xo.StatelessActor):
-    def __init__(self, worker_timeout: float = WORKER_TIMEOUT):
+    def __init__(
+        self, worker_timeout: float = WORKER_TIMEOUT, heartbeat_interval: float = HEARTBEAT_INTERVAL
+    ):
         super().__init__()
         self._worker_timeout = worker_timeout
+        self._heartbeat_interval = heartbeat_interval
         self._workers: Dict[str, WorkerRecord] = {}
         self._models: Dict[str, ModelRecord] = {}
         self._launches: Dict[str, asyncio.Task] = {}
@@ -60,6 +63,16 @@ class SupervisorActor(xo.StatelessActor):
             return False
         record.status = status
         record.last_seen = time.monotonic()
+        # A replica the worker no longer has (its loss report went astray) is dropped.
+        # A heartbeat sent just before a launch finished may arrive after it: skip
+        # replicas that became ready moments ago.
+        held = set(replicas)
+        settled = time.monotonic() - 2 * self._heartbeat_interval
+        for model in list(self._models.values()):
+            for replica in list(model.replicas):
+                if (replica.worker_address == address and replica.ready
+                        and replica.ready_since < settled and replica.replica_uid not in held):
+                    self._drop_replica(model, replica, f"worker {address} no longer runs it")
         return True
 
     async def remove_worker(self, address: str, reason: str = "it shut down") -> None:
@@ -127,6 +140,7 @@ class SupervisorActor(xo.StatelessActor):
         task = asyncio.create_task(self._launch_replicas(record, env))
         self._launches[model_uid] = task
         if not wait_ready:
+            task.add_done_callback(_retrieve)
             return model_uid
         await asyncio.shield(task)
         return model_uid
@@ -140,6 +154,7 @@ class SupervisorActor(xo.StatelessActor):
             replica.address = info["address"]
             replica.context_length = info.get("context_length")
             replica.ready = True
+            replica.ready_since = time.monotonic()
 
         try:
             results = await asyncio.gather(
@@ -148,7 +163,7 @@ class SupervisorActor(xo.StatelessActor):
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
                 await self._undo_launch(record)
-                self._failed[record.model_uid] = str(errors[0])
+                self._failed[record.model_uid] = f"its launch failed: {errors[0]}"
                 raise errors[0]
             logger.info("model %s ready with %d replica(s)", record.model_uid, len(record.replicas))
         except asyncio.CancelledError:
@@ -180,9 +195,13 @@ class SupervisorActor(xo.StatelessActor):
             record = named[0] if len(named) == 1 else None
         if record is None:
             failed = self._failed.get(model_uid)
-            why = f" Its launch failed: {failed}" if failed else ""
+            message = (
+                f"Model {model_uid} is not running: {failed}"
+                if failed
+                else f"Model not found in the model list, uid: {model_uid}."
+            )
             raise ModelNotFoundError(
-                f"Model not found in the model list, uid: {model_uid}.{why}",
+                message,
                 param="model",
                 code="model_not_found",
             )
@@ -276,6 +295,13 @@ class SupervisorActor(xo.StatelessActor):
         for row in engine_params(get_family(model_name)):
             engines.setdefault(row.pop("engine"), []).append(row)
         return engines
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    # Nobody awaits a launch started with wait_ready=false; its error is kept in
+    # `_failed` and logged here instead of as "exception was never retrieved".
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("launch failed: %s", task.exception())
 
 
 def _families(model_type: str):

@@ -8,6 +8,8 @@ import xoscar as xo
 
 from ..constants import HEARTBEAT_INTERVAL
 from ..errors import LaunchFailedError, XinferenceError
+from ..model.llm.launch import LaunchPlan
+from ..model.llm.resolve import resolve_model_path
 from .model_actor import ModelActor
 from .resources import machine_status
 
@@ -87,6 +89,12 @@ class WorkerActor(xo.StatelessActor):
         self, replica_uid: str, plan: Dict[str, Any], env: Optional[Dict[str, str]] = None
     ) -> Dict[str, Any]:
         """Starts a sub-process, loads the model there, returns the replica's description."""
+        # Find the weights here first: a miss fails at once, before any process starts.
+        launch = LaunchPlan.model_validate(plan)
+        launch.model_path = await asyncio.to_thread(
+            resolve_model_path, launch.family, launch.spec, launch.quantization, launch.model_path
+        )
+        plan = launch.model_dump()
         sub_address = await self._pool.append_sub_pool(label=replica_uid, env=env or {})
         self._launching[replica_uid] = sub_address
         try:

@@ -7,6 +7,7 @@ from typing import Any, Dict
 from tqdm import tqdm
 
 from ..client import Client
+from ..client.common import APIError
 
 
 def launch_with_progress(client: Client, poll: float = 0.25, **launch: Any) -> str:
@@ -32,5 +33,10 @@ def launch_with_progress(client: Client, poll: float = 0.25, **launch: Any) -> s
 
 
 def _describe(client: Client, uid: str) -> Dict[str, Any]:
-    # A launch that failed is removed at once; describe then carries the reason.
-    return client.describe_model(uid)
+    try:
+        return client.describe_model(uid)
+    except APIError as e:
+        if e.status_code == 404:
+            # A launch that failed is removed at once; the 404 carries the reason.
+            raise RuntimeError(e.detail) from None
+        raise
