@@ -70,6 +70,10 @@ def test_supervisor_two_workers_replicas_and_worker_loss(tmp_path):
         body = {"model": "g2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0}
         for _ in range(4):
             assert requests.post(endpoint + "/v1/chat/completions", json=body).status_code == 200
+        # idle replicas take turns
+        stats = requests.get(endpoint + "/v1/models/g2/replicas").json()
+        assert sorted(s["served"] for s in stats) == [2, 2]
+        assert all(s["inflight"] == 0 for s in stats)
 
         # kill one worker hard: it stops heart-beating
         victim = workers[0]

@@ -118,6 +118,17 @@ def test_completion_stop_and_length(api):
     stream = requests.post(api + "/v1/completions", json={**body, "stream": True}, stream=True)
     events = _events(stream)
     assert "".join(e["choices"][0]["text"] for e in events[:-1]) == text
+    for stream in (False, True):
+        r = requests.post(api + "/v1/completions", json={**body, "echo": True, "stream": stream}, stream=stream)
+        got = (r.json()["choices"][0]["text"] if not stream
+               else "".join(e["choices"][0]["text"] for e in _events(r)[:-1]))
+        assert got == body["prompt"] + text
+
+
+def test_tools_are_refused_not_ignored(api):
+    r = requests.post(api + "/v1/chat/completions", json={**CHAT, "tools": [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]})
+    assert r.status_code == 400 and "tool" in r.json()["detail"]
 
 
 def test_seed_reproducible_sampling(api):

@@ -26,6 +26,7 @@ class Replica:
     address: str
     ref: Any
     inflight: int = 0
+    served: int = 0
 
 
 @dataclass
@@ -59,6 +60,15 @@ class ReplicaRouter:
                 self._routes[model_uid] = route
         return route
 
+    async def stats(self, model_uid: str) -> List[Dict[str, Any]]:
+        """What this REST server sent to each ready replica since it found them."""
+        route = await self._route(model_uid)
+        return [
+            {"replica_uid": r.replica_uid, "address": r.address, "inflight": r.inflight,
+             "served": r.served}
+            for r in route.replicas
+        ]
+
     def invalidate(self, model_uid: str) -> None:
         self._routes.pop(model_uid, None)
 
@@ -82,4 +92,5 @@ class ReplicaRouter:
             raise
         finally:
             replica.inflight -= 1
+            replica.served += 1
             route.inflight -= 1

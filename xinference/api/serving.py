@@ -155,6 +155,8 @@ class LLMServing:
                     head = shape.chunk(rid, req.model, created, {"text": ""})
                     head["choices"][0]["delta"] = {"role": "assistant", "content": ""}
                     yield _sse(head)
+                if getattr(req, "echo", False):
+                    yield _sse(shape.chunk(rid, req.model, created, {"text": args[1]}))
                 if first is not None:
                     yield _sse(shape.chunk(rid, req.model, created, first))
                     if not first.get("finish_reason"):

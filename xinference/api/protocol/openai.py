@@ -66,6 +66,15 @@ class ChatCompletionRequest(SamplingRequest):
     messages: List[ChatMessage] = Field(min_length=1)
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     chat_template_kwargs: Optional[Dict[str, Any]] = None
+    tools: Optional[List[Dict[str, Any]]] = None
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, v: Any) -> Any:
+        # Silently dropping tools would make a client wait for calls that never come.
+        if v:
+            raise ValueError("tool calling is not supported by this server yet")
+        return v
 
     def sampling(self) -> Dict[str, Any]:
         out = super().sampling()

@@ -110,6 +110,11 @@ async def progress(model_uid: str, request: Request):
     return {"progress": await _supervisor(request).model_progress(model_uid)}
 
 
+@router.get("/v1/models/{model_uid}/replicas", summary="Requests in flight and served, per replica")
+async def replicas(model_uid: str, request: Request):
+    return await request.app.state.router.stats(model_uid)
+
+
 @router.get("/v1/model_registrations/{model_type}", summary="Builtin model families")
 async def registrations(model_type: str, request: Request, detailed: bool = Query(False)):
     return await _supervisor(request).list_model_registrations(model_type, detailed)
