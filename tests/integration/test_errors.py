@@ -108,12 +108,11 @@ def test_loading_model_503_with_retry_after(api):
     try:
         chat = requests.post(api + "/v1/chat/completions", json={
             "model": "slow", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2})
-        if chat.status_code == 503:
-            assert int(chat.headers["Retry-After"]) >= 1
-            assert chat.json()["error"]["type"] == "service_unavailable"
-            assert requests.get(api + "/v1/models/slow").json()["status"] == "CREATING"
-        else:  # it loaded faster than we asked: then it must answer
-            assert chat.status_code == 200, chat.text
+        # starting a process and loading take ~1 s; this request comes within milliseconds
+        _err(chat, 503)
+        assert int(chat.headers["Retry-After"]) >= 1
+        assert chat.json()["error"]["type"] == "service_unavailable"
+        assert requests.get(api + "/v1/models/slow").json()["status"] == "CREATING"
         wait_until(lambda: requests.get(api + "/v1/models/slow").json()["status"] == "READY", 60)
         ok = requests.post(api + "/v1/chat/completions", json={
             "model": "slow", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2})

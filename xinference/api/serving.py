@@ -109,7 +109,7 @@ class LLMServing:
             if shape.kind == "completion" and getattr(req, "echo", False):
                 result["text"] = payload + result["text"]
             return JSONResponse(shape.whole(rid, req.model, created, result))
-        return await self._stream(shape, req, args, rid, created)
+        return await self._stream(shape, req, args, rid, created, http)
 
     async def _call_with_retry(self, model: str, args: tuple) -> Dict[str, Any]:
         # A replica that vanished since we cached it: ask the supervisor again, once
@@ -123,30 +123,37 @@ class LLMServing:
                     raise ModelNotReadyError(f"No replica of {model} answered; retry shortly.")
         raise AssertionError("unreachable")
 
-    async def _stream(self, shape: _Shape, req: SamplingRequest, args: tuple, rid: str, created: int):
-        acquired = None
-        first: Optional[Dict[str, Any]] = None
-        it: Any = None
-        # Start the stream and read its first delta before sending headers, so a bad
-        # request (prompt too long, bad messages) is a plain HTTP error, not an SSE one.
+    async def _open_stream(self, model: str, args: tuple) -> "tuple[Any, Any, Optional[Dict[str, Any]]]":
+        """Starts a stream on a replica and reads its first delta, so that a bad request
+        (prompt too long, bad messages) is a plain HTTP error rather than an SSE one.
+        Returns the held replica slot, the remote iterator and the first delta."""
         for attempt in range(3):
-            acquired = self.router.acquire(req.model)
+            acquired = self.router.acquire(model)
             replica = await acquired.__aenter__()
+            it: Any = None
             try:
                 it = await replica.ref.stream(*args)
-                first = await it.__anext__()
-                break
-            except StopAsyncIteration:
-                first = None
-                break
-            except BaseException as e:
+                try:
+                    first = await it.__anext__()
+                except StopAsyncIteration:
+                    first = None
+                return acquired, it, first
+            except BaseException as e:  # including cancellation: release what we hold
+                if it is not None:
+                    try:
+                        await it.destroy()
+                    except Exception:
+                        pass
                 await acquired.__aexit__(type(e), e, e.__traceback__)
-                acquired = None
-                if isinstance(e, CONNECTION_ERRORS) and attempt < 2:
-                    continue
-                if isinstance(e, CONNECTION_ERRORS):
-                    raise ModelNotReadyError(f"No replica of {req.model} answered; retry shortly.")
-                raise
+                if not isinstance(e, CONNECTION_ERRORS):
+                    raise
+                if attempt == 2:
+                    raise ModelNotReadyError(f"No replica of {model} answered; retry shortly.")
+        raise AssertionError("unreachable")
+
+    async def _stream(self, shape: _Shape, req: SamplingRequest, args: tuple, rid: str, created: int,
+                      http: Request):
+        acquired, it, first = await _unless_disconnected(http, self._open_stream(req.model, args))
 
         async def body() -> AsyncIterator[str]:
             last = first
@@ -177,13 +184,11 @@ class LLMServing:
             finally:
                 # Client gone or stream over: end the remote generator now, which
                 # aborts decoding in the engine.
-                if it is not None:
-                    try:
-                        await it.destroy()
-                    except Exception:
-                        pass
-                if acquired is not None:
-                    await acquired.__aexit__(None, None, None)
+                try:
+                    await it.destroy()
+                except Exception:
+                    pass
+                await acquired.__aexit__(None, None, None)
 
         return StreamingResponse(body(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
