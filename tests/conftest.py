@@ -32,7 +32,8 @@ def local(log_dir):
         assert r.status_code == 200, r.text
         yield daemon
     finally:
-        daemon.stop()
+        code = daemon.stop()
+    assert code == 0, f"xinference-local did not exit cleanly:\n{daemon.log()[-3000:]}"
 
 
 @pytest.fixture

@@ -189,3 +189,27 @@ def test_request_limits_429(api):
             assert any(b'"finish_reason": "length"' in line for line in lines)  # the first ran on
     finally:
         requests.delete(api + "/v1/models/limited")
+
+
+def test_crashed_replica_is_noticed_and_reported(api, local):
+    """kill -9 of a replica process (as an engine segfault would): the worker notices,
+    the model leaves the listing with the reason, and the cluster keeps working."""
+    before = {p.pid for p in _replica_processes(local)}
+    r = requests.post(api + "/v1/models", json={"model_name": "gemma-3", "model_uid": "crashy", "n_ctx": 256})
+    assert r.status_code == 200, r.text
+    (pid,) = {p.pid for p in _replica_processes(local)} - before
+    stream = requests.post(api + "/v1/completions", stream=True, json={
+        "model": "crashy", "prompt": "1, 2, 3, 4, 5,", "max_tokens": 200, "stream": True, "temperature": 0})
+    lines = stream.iter_lines()
+    assert next(lines).startswith(b"data: ")
+    psutil.Process(pid).kill()
+    rest = [line for line in lines if line.startswith(b"data: ")]
+    assert rest and b'"error"' in rest[-1], "the open stream ends with an error event"
+    wait_until(lambda: requests.get(api + "/v1/models/crashy").status_code == 404, 10, what="model dropped")
+    detail = requests.get(api + "/v1/models/crashy").json()["detail"]
+    assert "ended unexpectedly" in detail
+    assert "crashy" not in [m["id"] for m in requests.get(api + "/v1/models").json()["data"]]
+    # the uid is free again and the gemma replica never noticed
+    ok = requests.post(api + "/v1/chat/completions", json={
+        "model": GEMMA_UID, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2})
+    assert ok.status_code == 200

@@ -89,6 +89,22 @@ async def _unless_disconnected(http: Request, coro: Coroutine[Any, Any, T]) -> T
             task.cancel()
 
 
+async def _release(it: Any) -> None:
+    """Ends a remote generator now (aborting its decoding if it still runs).
+
+    xoscar's iterator wrapper otherwise destroys the generator again from `__del__`,
+    in a new thread that the collecting thread joins: that blocks this event loop for
+    a round trip per finished stream, and hangs the process at exit when the replica
+    is gone. Once we have destroyed it ourselves, that second destroy is switched off.
+    """
+    try:
+        await it.destroy()
+    except Exception as e:  # the replica may be gone already
+        logger.debug("destroying a stream: %s", e)
+    finally:
+        it._gc_destroy = False
+
+
 class LLMServing:
     def __init__(self, router: ReplicaRouter):
         self.router = router
@@ -140,10 +156,7 @@ class LLMServing:
                 return acquired, it, first
             except BaseException as e:  # including cancellation: release what we hold
                 if it is not None:
-                    try:
-                        await it.destroy()
-                    except Exception:
-                        pass
+                    await _release(it)
                 await acquired.__aexit__(type(e), e, e.__traceback__)
                 if not isinstance(e, CONNECTION_ERRORS):
                     raise
@@ -184,10 +197,7 @@ class LLMServing:
             finally:
                 # Client gone or stream over: end the remote generator now, which
                 # aborts decoding in the engine.
-                try:
-                    await it.destroy()
-                except Exception:
-                    pass
+                await _release(it)
                 await acquired.__aexit__(None, None, None)
 
         return StreamingResponse(body(), media_type="text/event-stream",
