@@ -12,8 +12,10 @@ from ..constants import HEARTBEAT_INTERVAL, WORKER_TIMEOUT
 from ..errors import (
     ConflictError,
     InvalidRequestError,
+    LaunchFailedError,
     ModelNotFoundError,
     ModelNotReadyError,
+    XinferenceError,
 )
 from ..model.llm.family import builtin_families, get_family
 from ..model.llm.launch import engine_params, plan_launch
@@ -163,8 +165,14 @@ class SupervisorActor(xo.StatelessActor):
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
                 await self._undo_launch(record)
-                self._failed[record.model_uid] = f"its launch failed: {errors[0]}"
-                raise errors[0]
+                error = errors[0]
+                if not isinstance(error, XinferenceError):
+                    # e.g. the worker went away mid-launch: say so, not "internal error"
+                    error = LaunchFailedError(
+                        f"Launching {record.model_uid} failed: {type(error).__name__}: {error}"
+                    )
+                self._failed[record.model_uid] = f"its launch failed: {error}"
+                raise error
             logger.info("model %s ready with %d replica(s)", record.model_uid, len(record.replicas))
         except asyncio.CancelledError:
             await self._undo_launch(record)

@@ -185,10 +185,15 @@ def _stream_text(chunks, pick) -> Tuple[str, Optional[str]]:
     return "".join(parts), finish
 
 
+def _bold(text: str) -> str:
+    # click.prompt does not strip styles when the output is not a terminal
+    return click.style(text, bold=True) if sys.stdout.isatty() else text
+
+
 def _prompts(label: str):
     while True:
         try:
-            text = click.prompt(click.style(label, bold=True), prompt_suffix=" ", default="", show_default=False)
+            text = click.prompt(_bold(label), prompt_suffix=" ", default="", show_default=False)
         except (EOFError, click.Abort):
             click.echo("")
             return
@@ -236,7 +241,7 @@ def chat(endpoint, model_uid, max_tokens, temperature, system) -> None:
             _fail(RuntimeError(f"Model {model_uid} cannot chat; use `xinference generate`."))
         for text in _prompts("User:"):
             history.append({"role": "user", "content": text})
-            click.echo(click.style("Assistant: ", bold=True), nl=False)
+            click.echo(_bold("Assistant:") + " ", nl=False)
             try:
                 reply, _ = _stream_text(model.chat(history, generate_config=_sampling(max_tokens, temperature)),  # type: ignore[attr-defined]
                                         lambda c: (c.get("delta") or {}).get("content"))
