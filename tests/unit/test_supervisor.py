@@ -22,7 +22,7 @@ class FakeWorker(xo.StatelessActor):
     def default_uid(cls) -> str:
         return "worker"
 
-    async def launch_replica(self, replica_uid: str, plan: Dict[str, Any], env=None):
+    async def launch_replica(self, replica_uid: str, plan: Dict[str, Any], env=None, model=None):
         await asyncio.sleep(0.05)
         if self.fail:
             raise LaunchFailedError(f"{replica_uid} could not start")

@@ -18,7 +18,7 @@ from ..errors import (
     XinferenceError,
 )
 from ..model.llm.family import builtin_families, get_family
-from ..model.llm.launch import engine_params, plan_launch
+from ..model.llm.launch import LaunchPlan, engine_params, plan_launch
 from .placement import WorkerView, choose_workers
 from .records import ModelRecord, ReplicaRecord, WorkerRecord
 
@@ -54,10 +54,42 @@ class SupervisorActor(xo.StatelessActor):
 
     # ---- workers -----------------------------------------------------------
 
-    async def add_worker(self, address: str, status: Dict[str, Any]) -> None:
+    async def add_worker(
+        self, address: str, status: Dict[str, Any], replicas: Optional[List[Dict[str, Any]]] = None
+    ) -> None:
         ref = await xo.actor_ref(address, "worker")
         self._workers[address] = WorkerRecord(address=address, status=status, ref=ref)
         logger.info("worker %s registered", address)
+        for report in replicas or []:
+            self._adopt(address, report)
+
+    def _adopt(self, worker_address: str, report: Dict[str, Any]) -> None:
+        """Takes back a replica a worker kept running while this supervisor was away."""
+        meta = report.get("model") or {}
+        model_uid = meta.get("model_uid")
+        if not model_uid:
+            return
+        replica = ReplicaRecord(
+            replica_uid=report["replica_uid"],
+            worker_address=worker_address,
+            address=report["address"],
+            ready=True,
+            ready_since=time.monotonic(),
+            context_length=report.get("context_length"),
+        )
+        record = self._models.get(model_uid)
+        if record is None:
+            record = ModelRecord(
+                model_uid=model_uid,
+                plan=LaunchPlan.model_validate(report["plan"]),
+                replicas=[],
+                request_limits=meta.get("request_limits"),
+            )
+            self._models[model_uid] = record
+            self._failed.pop(model_uid, None)
+        if all(r.replica_uid != replica.replica_uid for r in record.replicas):
+            record.replicas.append(replica)
+            logger.info("adopted replica %s of %s on %s", replica.replica_uid, model_uid, worker_address)
 
     async def heartbeat(self, address: str, status: Dict[str, Any], replicas: List[str]) -> bool:
         record = self._workers.get(address)
@@ -149,10 +181,11 @@ class SupervisorActor(xo.StatelessActor):
 
     async def _launch_replicas(self, record: ModelRecord, env: Optional[Dict[str, str]]) -> None:
         plan = record.plan.model_dump()
+        model = {"model_uid": record.model_uid, "request_limits": record.request_limits}
 
         async def one(replica: ReplicaRecord) -> None:
             worker = self._workers[replica.worker_address].ref
-            info = await worker.launch_replica(replica.replica_uid, plan, env)
+            info = await worker.launch_replica(replica.replica_uid, plan, env, model)
             replica.address = info["address"]
             replica.context_length = info.get("context_length")
             replica.ready = True

@@ -44,6 +44,8 @@ class WorkerActor(xo.StatelessActor):
         self._pool = main_pool
         # replica uid -> sub pool address
         self._replicas: Dict[str, str] = {}
+        # replica uid -> what the supervisor needs to adopt it again after a restart
+        self._reports: Dict[str, Dict[str, Any]] = {}
         self._launching: Dict[str, str] = {}
         self._heartbeat: Optional[asyncio.Task] = None
         self._supervisor: Any = None
@@ -64,7 +66,8 @@ class WorkerActor(xo.StatelessActor):
         await self.shutdown()
 
     async def _register(self) -> None:
-        await self._supervisor.add_worker(self.address, machine_status())
+        # Replicas running here are reported too: a restarted supervisor adopts them.
+        await self._supervisor.add_worker(self.address, machine_status(), list(self._reports.values()))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -86,7 +89,11 @@ class WorkerActor(xo.StatelessActor):
         return {**machine_status(), "replicas": sorted(self._replicas)}
 
     async def launch_replica(
-        self, replica_uid: str, plan: Dict[str, Any], env: Optional[Dict[str, str]] = None
+        self,
+        replica_uid: str,
+        plan: Dict[str, Any],
+        env: Optional[Dict[str, str]] = None,
+        model: Optional[Dict[str, Any]] = None,
     ) -> Dict[str, Any]:
         """Starts a sub-process, loads the model there, returns the replica's description."""
         # Find the weights here first: a miss fails at once, before any process starts.
@@ -115,7 +122,9 @@ class WorkerActor(xo.StatelessActor):
         finally:
             self._launching.pop(replica_uid, None)
         self._replicas[replica_uid] = sub_address
-        return {**info, "address": sub_address, "worker_address": self.address}
+        report = {**info, "address": sub_address, "worker_address": self.address}
+        self._reports[replica_uid] = {**report, "plan": plan, "model": model or {}}
+        return report
 
     async def progress(self, replica_uid: str) -> float:
         sub = self._launching.get(replica_uid)
@@ -128,6 +137,7 @@ class WorkerActor(xo.StatelessActor):
             return 0.05  # the sub-process is still starting
 
     async def terminate_replica(self, replica_uid: str) -> bool:
+        self._reports.pop(replica_uid, None)
         sub = self._replicas.pop(replica_uid, None) or self._launching.get(replica_uid)
         if sub is None:
             return False
@@ -143,6 +153,7 @@ class WorkerActor(xo.StatelessActor):
         lost = [uid for uid, sub in self._replicas.items() if sub == sub_address]
         for uid in lost:
             self._replicas.pop(uid, None)
+            self._reports.pop(uid, None)
         await self._remove_sub_pool(sub_address)
         for uid in lost:
             logger.error("replica %s died (process %s ended)", uid, sub_address)
