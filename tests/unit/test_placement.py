@@ -30,3 +30,16 @@ def test_pick_replica_least_busy_then_round_robin():
     assert [pick_replica([0, 0, 0], c) for c in range(4)] == [0, 1, 2, 0]
     assert pick_replica([1, 0, 0], 0) == 1
     assert pick_replica([1, 0, 0], 2) == 2
+
+
+def test_allocate_gpus():
+    from xinference.core.placement import allocate_gpus
+
+    assert allocate_gpus([0, 1, 2], set(), None) == []
+    assert allocate_gpus([0, 1, 2], {0}, "auto") == [1]
+    assert allocate_gpus([], set(), "auto") == []  # auto on a CPU machine: CPU
+    assert allocate_gpus([0, 1, 2], {1}, 2) == [0, 2]
+    with pytest.raises(InvalidRequestError, match="1 free GPU"):
+        allocate_gpus([0, 1], {0}, 2)
+    with pytest.raises(InvalidRequestError):
+        allocate_gpus([0], set(), "many")

@@ -1,7 +1,7 @@
 """Where replicas go and which replica serves a request. Pure functions."""
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set, Union
 
 from ..errors import InvalidRequestError, NoWorkerError
 
@@ -67,3 +67,24 @@ def pick_replica(inflight: Sequence[int], cursor: int) -> int:
         if inflight[i] == low:
             return i
     return 0  # unreachable: some index holds the minimum
+
+
+def allocate_gpus(
+    available: Sequence[int], taken: Set[int], wanted: Union[int, str, None]
+) -> List[int]:
+    """GPU indices for one replica: `wanted` GPUs, one for "auto" when one is free,
+    none for None/0."""
+    free = [g for g in available if g not in taken]
+    if wanted is None or wanted == 0:
+        return []
+    if wanted == "auto":
+        return free[:1]
+    if not isinstance(wanted, int) or wanted < 0:
+        raise InvalidRequestError(f"n_gpu must be a count, auto or null, not {wanted!r}.", param="n_gpu")
+    if len(free) < wanted:
+        raise InvalidRequestError(
+            f"n_gpu={wanted} asked, but this worker has {len(free)} free GPU(s) "
+            f"of {len(available)}.",
+            param="n_gpu",
+        )
+    return free[:wanted]

@@ -161,8 +161,7 @@ class SupervisorActor(xo.StatelessActor):
             worker_ip,
             n_gpu if isinstance(n_gpu, int) else 0,
         )
-        gpus = min(len(self._workers[a].status.get("gpus", [])) for a in addresses)
-        plan.n_gpu = n_gpu if isinstance(n_gpu, int) else (gpus if n_gpu == "auto" else 0)
+        plan.n_gpu = n_gpu
         record = ModelRecord(
             model_uid=model_uid,
             plan=plan,

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import xoscar as xo
 
@@ -11,7 +11,8 @@ from ..errors import LaunchFailedError, XinferenceError
 from ..model.llm.launch import LaunchPlan
 from ..model.llm.resolve import resolve_model_path
 from .model_actor import ModelActor
-from .resources import machine_status
+from .placement import allocate_gpus
+from .resources import gpu_status, machine_status
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class WorkerActor(xo.StatelessActor):
         self._replicas: Dict[str, str] = {}
         # replica uid -> what the supervisor needs to adopt it again after a restart
         self._reports: Dict[str, Dict[str, Any]] = {}
+        # replica uid -> GPU indices reserved for it
+        self._gpus: Dict[str, List[int]] = {}
         self._launching: Dict[str, str] = {}
         self._heartbeat: Optional[asyncio.Task] = None
         self._supervisor: Any = None
@@ -67,14 +70,14 @@ class WorkerActor(xo.StatelessActor):
 
     async def _register(self) -> None:
         # Replicas running here are reported too: a restarted supervisor adopts them.
-        await self._supervisor.add_worker(self.address, machine_status(), list(self._reports.values()))
+        await self._supervisor.add_worker(self.address, self._status(), list(self._reports.values()))
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             try:
                 known = await xo.wait_for(
-                    self._supervisor.heartbeat(self.address, machine_status(), list(self._replicas)),
+                    self._supervisor.heartbeat(self.address, self._status(), list(self._replicas)),
                     timeout=max(HEARTBEAT_INTERVAL, 5.0),
                 )
                 if not known:
@@ -85,8 +88,12 @@ class WorkerActor(xo.StatelessActor):
             except Exception as e:  # supervisor unreachable: keep trying
                 logger.warning("heartbeat to %s failed: %s", self._supervisor_address, e)
 
+    def _status(self) -> Dict[str, Any]:
+        reserved = sorted(i for held in self._gpus.values() for i in held)
+        return {**machine_status(), "reserved_gpus": reserved}
+
     async def status(self) -> Dict[str, Any]:
-        return {**machine_status(), "replicas": sorted(self._replicas)}
+        return {**self._status(), "replicas": sorted(self._replicas)}
 
     async def launch_replica(
         self,
@@ -101,8 +108,18 @@ class WorkerActor(xo.StatelessActor):
         launch.model_path = await asyncio.to_thread(
             resolve_model_path, launch.family, launch.spec, launch.quantization, launch.model_path
         )
+        taken = {i for held in self._gpus.values() for i in held}
+        gpus = allocate_gpus([g["index"] for g in gpu_status()], taken, launch.n_gpu)
+        launch.n_gpu = len(gpus)
         plan = launch.model_dump()
-        sub_address = await self._pool.append_sub_pool(label=replica_uid, env=env or {})
+        # The replica sees only the GPUs reserved for it (none: CPU only).
+        env = {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
+        self._gpus[replica_uid] = gpus
+        try:
+            sub_address = await self._pool.append_sub_pool(label=replica_uid, env=env)
+        except BaseException:
+            self._gpus.pop(replica_uid, None)
+            raise
         self._launching[replica_uid] = sub_address
         try:
             ref = await xo.create_actor(
@@ -110,6 +127,7 @@ class WorkerActor(xo.StatelessActor):
             )
             info = await ref.load()
         except BaseException as e:
+            self._gpus.pop(replica_uid, None)
             await self._remove_sub_pool(sub_address)
             if isinstance(e, XinferenceError):
                 raise
@@ -138,6 +156,7 @@ class WorkerActor(xo.StatelessActor):
 
     async def terminate_replica(self, replica_uid: str) -> bool:
         self._reports.pop(replica_uid, None)
+        self._gpus.pop(replica_uid, None)
         sub = self._replicas.pop(replica_uid, None) or self._launching.get(replica_uid)
         if sub is None:
             return False
@@ -154,6 +173,7 @@ class WorkerActor(xo.StatelessActor):
         for uid in lost:
             self._replicas.pop(uid, None)
             self._reports.pop(uid, None)
+            self._gpus.pop(uid, None)
         await self._remove_sub_pool(sub_address)
         for uid in lost:
             logger.error("replica %s died (process %s ended)", uid, sub_address)

@@ -20,8 +20,9 @@ class LaunchPlan(BaseModel):
     engine: str
     model_path: Optional[str] = None
     engine_kwargs: Dict[str, Any] = {}
-    # GPUs each replica uses; 0 runs on the CPU
-    n_gpu: int = 0
+    # GPUs each replica asks for: a count, "auto" (one if a GPU is free) or None (CPU).
+    # The worker turns it into the count it reserved before the engine sees it.
+    n_gpu: Union[int, str, None] = 0
 
 
 def plan_launch(
@@ -32,7 +33,7 @@ def plan_launch(
     quantization: Optional[str] = None,
     model_path: Optional[str] = None,
     engine_kwargs: Optional[Dict[str, Any]] = None,
-    n_gpu: int = 0,
+    n_gpu: Union[int, str, None] = 0,
 ) -> LaunchPlan:
     family = get_family(model_name)
     spec, quant = match_spec(family, model_format, model_size_in_billions, quantization)
