@@ -17,7 +17,7 @@ from ..model.llm.engines import get_engine_class
 from ..model.llm.launch import LaunchPlan
 from ..model.llm.llm import LLM
 from ..model.llm.resolve import resolve_model_path
-from ..types import SamplingParams
+from ..types import GenerationDelta, SamplingParams
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,24 @@ class ModelActor(xo.StatelessActor):
             return self._llm.completion_prompt(payload)
         raise InvalidRequestError(f"unknown request kind {kind!r}")
 
+    async def _deltas(
+        self, kind: str, payload: Any, params: Dict[str, Any], template_kwargs: Optional[Dict[str, Any]]
+    ) -> AsyncIterator[GenerationDelta]:
+        prompt_ids = self._prompt(kind, payload, template_kwargs)
+        assert self._llm is not None
+        gen: AsyncGenerator = self._llm.stream(  # type: ignore[assignment]
+            prompt_ids, SamplingParams.model_validate(params)
+        )
+        self._inflight += 1
+        try:
+            async for delta in gen:
+                yield delta
+        finally:
+            # Runs when the caller stops early too (client gone): aborts decoding.
+            await gen.aclose()
+            self._inflight -= 1
+            self._served += 1
+
     @xo.generator
     async def stream(
         self,
@@ -99,20 +117,12 @@ class ModelActor(xo.StatelessActor):
         template_kwargs: Optional[Dict[str, Any]] = None,
     ) -> AsyncIterator[Dict[str, Any]]:
         """Deltas as dicts; the last carries finish_reason and usage."""
-        prompt_ids = self._prompt(kind, payload, template_kwargs)
-        assert self._llm is not None
-        gen: AsyncGenerator = self._llm.stream(  # type: ignore[assignment]
-            prompt_ids, SamplingParams.model_validate(params)
-        )
-        self._inflight += 1
+        deltas: AsyncGenerator = self._deltas(kind, payload, params, template_kwargs)  # type: ignore[assignment]
         try:
-            async for delta in gen:
+            async for delta in deltas:
                 yield delta.model_dump()
         finally:
-            # Runs when the caller stops early too (client gone): aborts decoding.
-            await gen.aclose()
-            self._inflight -= 1
-            self._served += 1
+            await deltas.aclose()
 
     async def complete(
         self,
@@ -121,17 +131,11 @@ class ModelActor(xo.StatelessActor):
         params: Dict[str, Any],
         template_kwargs: Optional[Dict[str, Any]] = None,
     ) -> Dict[str, Any]:
-        prompt_ids = self._prompt(kind, payload, template_kwargs)
-        assert self._llm is not None
+        """The whole answer in one call: the stream's deltas joined."""
         parts: List[str] = []
         last: Dict[str, Any] = {}
-        self._inflight += 1
-        try:
-            async for delta in self._llm.stream(prompt_ids, SamplingParams.model_validate(params)):
-                parts.append(delta.text)
-                last = delta.model_dump()
-        finally:
-            self._inflight -= 1
-            self._served += 1
+        async for delta in self._deltas(kind, payload, params, template_kwargs):
+            parts.append(delta.text)
+            last = delta.model_dump()
         last["text"] = "".join(parts)
         return last
