@@ -43,10 +43,9 @@ class WorkerActor(xo.StatelessActor):
         super().__init__()
         self._supervisor_address = supervisor_address
         self._pool = main_pool
-        # replica uid -> sub pool address
-        self._replicas: Dict[str, str] = {}
-        # replica uid -> what the supervisor needs to adopt it again after a restart
-        self._reports: Dict[str, Dict[str, Any]] = {}
+        # replica uid -> its report: sub pool "address", and the "plan" and "model" a
+        # restarted supervisor needs to adopt it again
+        self._replicas: Dict[str, Dict[str, Any]] = {}
         # replica uid -> GPU indices reserved for it
         self._gpus: Dict[str, List[int]] = {}
         self._launching: Dict[str, str] = {}
@@ -70,7 +69,7 @@ class WorkerActor(xo.StatelessActor):
 
     async def _register(self) -> None:
         # Replicas running here are reported too: a restarted supervisor adopts them.
-        await self._supervisor.add_worker(self.address, self._status(), list(self._reports.values()))
+        await self._supervisor.add_worker(self.address, self._status(), list(self._replicas.values()))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -89,8 +88,10 @@ class WorkerActor(xo.StatelessActor):
                 logger.warning("heartbeat to %s failed: %s", self._supervisor_address, e)
 
     def _status(self) -> Dict[str, Any]:
-        reserved = sorted(i for held in self._gpus.values() for i in held)
-        return {**machine_status(), "reserved_gpus": reserved}
+        return {**machine_status(), "reserved_gpus": sorted(self._reserved_gpus())}
+
+    def _reserved_gpus(self) -> set:
+        return {i for held in self._gpus.values() for i in held}
 
     async def status(self) -> Dict[str, Any]:
         return {**self._status(), "replicas": sorted(self._replicas)}
@@ -108,8 +109,7 @@ class WorkerActor(xo.StatelessActor):
         launch.model_path = await asyncio.to_thread(
             resolve_model_path, launch.family, launch.spec, launch.quantization, launch.model_path
         )
-        taken = {i for held in self._gpus.values() for i in held}
-        gpus = allocate_gpus([g["index"] for g in gpu_status()], taken, launch.n_gpu)
+        gpus = allocate_gpus([g["index"] for g in gpu_status()], self._reserved_gpus(), launch.n_gpu)
         launch.n_gpu = len(gpus)
         plan = launch.model_dump()
         # The replica sees only the GPUs reserved for it (none: CPU only).
@@ -139,9 +139,8 @@ class WorkerActor(xo.StatelessActor):
             ) from None
         finally:
             self._launching.pop(replica_uid, None)
-        self._replicas[replica_uid] = sub_address
         report = {**info, "address": sub_address, "worker_address": self.address}
-        self._reports[replica_uid] = {**report, "plan": plan, "model": model or {}}
+        self._replicas[replica_uid] = {**report, "plan": plan, "model": model or {}}
         return report
 
     async def progress(self, replica_uid: str) -> float:
@@ -155,9 +154,8 @@ class WorkerActor(xo.StatelessActor):
             return 0.05  # the sub-process is still starting
 
     async def terminate_replica(self, replica_uid: str) -> bool:
-        self._reports.pop(replica_uid, None)
-        self._gpus.pop(replica_uid, None)
-        sub = self._replicas.pop(replica_uid, None) or self._launching.get(replica_uid)
+        held = self._forget(replica_uid)
+        sub = held["address"] if held else self._launching.get(replica_uid)
         if sub is None:
             return False
         try:
@@ -169,11 +167,9 @@ class WorkerActor(xo.StatelessActor):
         return True
 
     async def sub_pool_down(self, sub_address: str) -> None:
-        lost = [uid for uid, sub in self._replicas.items() if sub == sub_address]
+        lost = [uid for uid, r in self._replicas.items() if r["address"] == sub_address]
         for uid in lost:
-            self._replicas.pop(uid, None)
-            self._reports.pop(uid, None)
-            self._gpus.pop(uid, None)
+            self._forget(uid)
         await self._remove_sub_pool(sub_address)
         for uid in lost:
             logger.error("replica %s died (process %s ended)", uid, sub_address)
@@ -181,6 +177,11 @@ class WorkerActor(xo.StatelessActor):
                 await self._supervisor.replica_lost(uid, "its process ended unexpectedly")
             except Exception as e:
                 logger.warning("could not report lost replica %s: %s", uid, e)
+
+    def _forget(self, replica_uid: str) -> Optional[Dict[str, Any]]:
+        """Drops a replica's bookkeeping and frees its GPUs; returns its report."""
+        self._gpus.pop(replica_uid, None)
+        return self._replicas.pop(replica_uid, None)
 
     async def _remove_sub_pool(self, sub_address: str) -> None:
         try:
