@@ -64,3 +64,12 @@ class TooManyRequestsError(XinferenceError):
     error_type = "rate_limit_error"
 
     retry_after = 1
+
+
+class ServerBusyError(XinferenceError):
+    """Waited too long for a free slot: the replica is saturated."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+    retry_after = 1

@@ -18,6 +18,8 @@ class SamplingParams(BaseModel):
     seed: Optional[int] = None
     stop: List[str] = Field(default_factory=list)
     stop_token_ids: List[int] = Field(default_factory=list)
+    # Never end at an end-of-generation token (benchmarks, fixed-length runs).
+    ignore_eos: bool = False
 
 
 FinishReason = Literal["stop", "length"]
@@ -30,6 +32,8 @@ class GenerationDelta(BaseModel):
     finish_reason: Optional[FinishReason] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Prompt tokens whose KV state was reused from an earlier request.
+    cached_tokens: int = 0
 
 
 ModelDescription = Dict[str, Any]

@@ -30,6 +30,7 @@ async def collect(llm, ids, **params):
 @pytest.mark.timeout(120)
 async def test_greedy_is_deterministic_and_counts_tokens(llm):
     ids = llm.completion_prompt("The capital of France is")
+    await collect(llm, ids, max_tokens=1)  # both runs below reuse the cached prompt
     a = await collect(llm, ids, max_tokens=10, temperature=0)
     b = await collect(llm, ids, max_tokens=10, temperature=0)
     text = "".join(d.text for d in a)
@@ -64,33 +65,40 @@ async def test_abandoned_stream_frees_the_engine(llm):
 
 
 @pytest.mark.timeout(120)
-async def test_text_matches_raw_llama_cpp_token_for_token(llm):
-    """Every generated token's text arrives, the last one included."""
-    ids = llm.completion_prompt("The capital of France is")
-    raw = llm.engine._llm
+async def test_text_matches_raw_llama_cpp_token_for_token(llm, f32_path):
+    """Every generated token's text arrives, the last one included (F32: see conftest)."""
+    import llama_cpp
+
+    engine = type(llm.engine)(f32_path, llm.family, llm.engine.spec, llm.engine.quantization, n_ctx=512)
+    await engine.load()
+    ours = LLM(engine)
+    ids = ours.completion_prompt("The capital of France is")
+    raw = llama_cpp.Llama(model_path=f32_path, n_ctx=512, n_threads=2, verbose=False)
     expected = []
     for tok in raw.generate(list(ids), temp=0, top_k=40, top_p=1.0, min_p=0.0, repeat_penalty=1.0):
         expected.append(tok)
         if len(expected) == 10:
             break
     want = raw.detokenize(expected).decode("utf-8", errors="replace")
-    got = await collect(llm, ids, max_tokens=10, temperature=0)
+    raw.close()
+    got = await collect(ours, ids, max_tokens=10, temperature=0)
+    await engine.close()
     assert "".join(d.text for d in got) == want
 
 
 def test_coalescer_batches_by_time():
-    from xinference.model.llm.engines.llama_cpp import _Coalescer
+    from xinference.model.llm.engines.text_stream import Coalescer
     from xinference.types import GenerationDelta
 
     sent = []
-    c = _Coalescer(sent.append, interval=3600)
+    c = Coalescer(sent.append, interval=3600)
     for piece in ["a", "b", "c"]:
         c.add(piece)
     c.finish(GenerationDelta(finish_reason="length"))
     assert [d.text for d in sent] == ["a", "bc"]  # first at once, the rest with the last
     assert sent[-1].finish_reason == "length"
     sent.clear()
-    c = _Coalescer(sent.append, interval=0)
+    c = Coalescer(sent.append, interval=0)
     for piece in ["a", "b"]:
         c.add(piece)
     c.finish(GenerationDelta(finish_reason="stop"))

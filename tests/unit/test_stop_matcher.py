@@ -1,8 +1,8 @@
-from xinference.model.llm.engines.llama_cpp import _StopMatcher
+from xinference.model.llm.engines.text_stream import StopMatcher
 
 
 def feed_all(stops, pieces):
-    m = _StopMatcher(stops)
+    m = StopMatcher(stops)
     out = []
     for p in pieces:
         text, hit = m.feed(p)
@@ -17,7 +17,7 @@ def test_stop_split_across_pieces_is_held_back_and_cut():
 
 
 def test_partial_match_that_fails_is_released():
-    m = _StopMatcher(["STOP"])
+    m = StopMatcher(["STOP"])
     assert m.feed("abc ST") == ("abc ", False)
     assert m.feed("x") == ("STx", False)
 

@@ -18,6 +18,9 @@ from ..errors import TooManyRequestsError
 
 # What a replica whose process or worker went away raises.
 CONNECTION_ERRORS = (ServerClosed, ConnectionError, ActorNotExist, OSError)
+# What a replica reports about its engine's load (see LLMEngine.stats).
+LOAD_KEYS = ("slots_total", "slots_busy", "slots_free", "queue_length")
+LOAD_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -61,13 +64,32 @@ class ReplicaRouter:
         return route
 
     async def stats(self, model_uid: str) -> List[Dict[str, Any]]:
-        """What this REST server sent to each ready replica since it found them."""
+        """What this REST server sent to each ready replica since it found them, and
+        each replica's own load (slots, queue) where it answers in time."""
         route = await self._route(model_uid)
+        loads = await asyncio.gather(*(self._load(r) for r in route.replicas))
         return [
             {"replica_uid": r.replica_uid, "address": r.address, "inflight": r.inflight,
-             "served": r.served}
-            for r in route.replicas
+             "served": r.served, **load}
+            for r, load in zip(route.replicas, loads)
         ]
+
+    async def load(self, model_uid: str) -> Dict[str, int]:
+        """Slots and queue summed over the replicas: {} if none answered."""
+        total: Dict[str, int] = {}
+        for row in await self.stats(model_uid):
+            for key in LOAD_KEYS:
+                if key in row:
+                    total[key] = total.get(key, 0) + int(row[key])
+        return total
+
+    @staticmethod
+    async def _load(replica: Replica) -> Dict[str, Any]:
+        try:
+            desc = await asyncio.wait_for(replica.ref.describe(), LOAD_TIMEOUT_S)
+        except (asyncio.TimeoutError, *CONNECTION_ERRORS):
+            return {}
+        return {k: desc[k] for k in LOAD_KEYS if k in desc}
 
     def invalidate(self, model_uid: str) -> None:
         self._routes.pop(model_uid, None)

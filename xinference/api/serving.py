@@ -63,9 +63,10 @@ class _Shape:
                 "choices": [choice], "usage": _usage(result)}
 
 
-def _usage(delta: Dict[str, Any]) -> Dict[str, int]:
+def _usage(delta: Dict[str, Any]) -> Dict[str, Any]:
     p, c = int(delta.get("prompt_tokens", 0)), int(delta.get("completion_tokens", 0))
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+            "prompt_tokens_details": {"cached_tokens": int(delta.get("cached_tokens", 0))}}
 
 
 def _sse(obj: Any) -> str:

@@ -74,6 +74,7 @@ class ModelActor(xo.StatelessActor):
             "inflight": self._inflight,
             "served": self._served,
             "ready": self._llm is not None,
+            **(self._llm.engine.stats() if self._llm else {}),
         }
 
     async def close(self) -> None:

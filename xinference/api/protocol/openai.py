@@ -24,6 +24,7 @@ class SamplingRequest(BaseModel):
     seed: Optional[int] = None
     stop: Optional[Union[str, List[str]]] = None
     stop_token_ids: Optional[List[int]] = None
+    ignore_eos: bool = False
     n: int = Field(default=1, ge=1, le=1, description="only n=1 is supported")
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
@@ -48,6 +49,7 @@ class SamplingRequest(BaseModel):
             "seed": self.seed,
             "stop": stop,
             "stop_token_ids": list(self.stop_token_ids or []),
+            "ignore_eos": self.ignore_eos,
         }
 
     @property

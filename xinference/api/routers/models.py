@@ -95,7 +95,11 @@ async def instances(
 
 @router.get("/v1/models/{model_uid}", summary="Describe a running model")
 async def describe_model(model_uid: str, request: Request):
-    return await _supervisor(request).describe_model(model_uid)
+    desc = await _supervisor(request).describe_model(model_uid)
+    if desc.get("status") == "READY":
+        # Live load from the replicas themselves: slots busy/free, queue length.
+        desc.update(await request.app.state.router.load(model_uid))
+    return desc
 
 
 @router.delete("/v1/models/{model_uid}", summary="Terminate a model")

@@ -11,6 +11,7 @@ Hooks, in the order they are called:
   await load()                        load weights (heavy imports happen here)
   tokenize(text, add_bos)             token ids, used for context checks and usage
   generate(prompt_ids, params)        async iterator of deltas; the last has finish_reason
+  stats()                             load figures, for describe
   await close()                       free the model
 """
 
@@ -66,6 +67,10 @@ class LLMEngine(ABC):
     def generate(
         self, prompt_ids: List[int], params: SamplingParams
     ) -> AsyncIterator[GenerationDelta]: ...
+
+    def stats(self) -> Dict[str, Any]:
+        """Load figures for describe (slots busy/free, queue length); {} if none."""
+        return {}
 
     async def close(self) -> None:
         return None

@@ -1,26 +1,32 @@
-"""llama.cpp engine (llama-cpp-python), for GGUF models.
+"""llama.cpp engine (llama-cpp-python's C API), for GGUF models.
 
-One `Llama` context serves one generation at a time: requests queue on a lock and
-each runs in a worker thread, handing tokens back to the event loop as they come.
+One llama.cpp context per replica, shared by `n_parallel` slots: a scheduler thread
+batches every running request into each decode step (see llama_scheduler.py).
 `llama_cpp` is imported only in `load()`, so importing this module is cheap.
+
+Sizes: `n_ctx` is the context of one slot, i.e. what one request may use (prompt +
+completion); the KV cache holds `n_ctx * n_parallel` tokens in all.
 """
 
 import asyncio
-import codecs
+import ctypes
 import importlib.util
 import os
-import random
-import threading
-import time
-from typing import Any, AsyncIterator, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional
 
 from ....errors import InvalidRequestError
 from ....types import GenerationDelta, SamplingParams
+from .admission import Ticket
 from .base import LLMEngine
 
 DEFAULT_N_CTX = 4096
-# Seconds between two streamed pieces (see _Coalescer); 0 streams every token.
+DEFAULT_N_BATCH = 512
+# Tokens of KV cache the default slot count may take (n_ctx * n_parallel).
+DEFAULT_KV_TOKENS = 32768
+MAX_DEFAULT_PARALLEL = 16
+# Seconds between two streamed pieces (see text_stream.Coalescer); 0 streams every token.
 DEFAULT_STREAM_INTERVAL = 0.05
+DEFAULT_QUEUE_TIMEOUT_S = 120.0
 
 
 class LlamaCppEngine(LLMEngine):
@@ -28,12 +34,16 @@ class LlamaCppEngine(LLMEngine):
     model_formats = ("ggufv2",)
     launch_kwargs = (
         "n_ctx",
-        "n_threads",
+        "n_parallel",
         "n_batch",
+        "n_threads",
         "n_gpu_layers",
         "use_mmap",
         "use_mlock",
         "flash_attn",
+        "swa_full",
+        "max_queue",
+        "queue_timeout_s",
         "verbose",
         "stream_interval",
     )
@@ -44,194 +54,156 @@ class LlamaCppEngine(LLMEngine):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._llm: Any = None
-        self._lock = asyncio.Lock()
-        self._eog: Any = None
-        self._stream_interval = DEFAULT_STREAM_INTERVAL
+        self._lib: Any = None
+        self._model: Any = None
+        self._ctx: Any = None
+        self._vocab: Any = None
+        self._scheduler: Any = None
+        self._n_ctx_seq: Optional[int] = None
+        self._pieces: Dict[int, bytes] = {}
+        self._eog_list: Optional[List[int]] = None
 
     @property
     def context_length(self) -> int:
-        return int(self._llm.n_ctx()) if self._llm is not None else self._n_ctx()
+        return self._n_ctx_seq if self._n_ctx_seq is not None else self._n_ctx()
 
     def _n_ctx(self) -> int:
         return int(self.kwargs.get("n_ctx") or min(self.family.context_length, DEFAULT_N_CTX))
+
+    def _n_parallel(self) -> int:
+        if self.kwargs.get("n_parallel") is not None:
+            n = int(self.kwargs["n_parallel"])
+            if not 1 <= n <= 256:
+                raise InvalidRequestError("n_parallel must be between 1 and 256.", param="n_parallel")
+            return n
+        # Batching pays up to a few sequences per core; keep the KV cache bounded.
+        by_cores = min(MAX_DEFAULT_PARALLEL, max(4, 4 * _default_threads()))
+        return max(1, min(by_cores, DEFAULT_KV_TOKENS // self._n_ctx()))
 
     async def load(self) -> None:
         await asyncio.to_thread(self._load_sync)
 
     def _load_sync(self) -> None:
         import llama_cpp
+        from llama_cpp import _logger
 
-        opts = dict(self.kwargs)
-        self._stream_interval = float(opts.pop("stream_interval", DEFAULT_STREAM_INTERVAL))
-        opts["n_ctx"] = self._n_ctx()
-        opts.setdefault("n_threads", _default_threads())
-        opts.setdefault("verbose", False)
-        if self.n_gpu > 0:
-            opts.setdefault("n_gpu_layers", -1)
-        try:
-            self._llm = llama_cpp.Llama(model_path=self.model_path, **opts)
-        except ValueError as e:
+        lib = self._lib = llama_cpp
+        opts = self.kwargs
+        _logger.set_verbose(bool(opts.get("verbose", False)))
+        lib.llama_backend_init()
+        n_ctx, n_parallel = self._n_ctx(), self._n_parallel()
+        n_batch = int(opts.get("n_batch") or DEFAULT_N_BATCH)
+        threads = int(opts.get("n_threads") or _default_threads())
+
+        mparams = lib.llama_model_default_params()
+        n_gpu_layers = opts.get("n_gpu_layers")
+        mparams.n_gpu_layers = int(n_gpu_layers if n_gpu_layers is not None else (-1 if self.n_gpu > 0 else 0))
+        if opts.get("use_mmap") is not None:
+            mparams.use_mmap = bool(opts["use_mmap"])
+        if opts.get("use_mlock") is not None:
+            mparams.use_mlock = bool(opts["use_mlock"])
+        model = lib.llama_model_load_from_file(self.model_path.encode(), mparams)
+        if not model:
             raise InvalidRequestError(
-                f"llama.cpp could not load {self.model_path}: {e}", param="model_path"
-            ) from None
-        vocab = self._llm._model.vocab
-        self._eog = lambda tok: bool(llama_cpp.llama_vocab_is_eog(vocab, tok))
+                f"llama.cpp could not load {self.model_path} (not a GGUF file, or an "
+                "architecture this llama.cpp does not know).",
+                param="model_path",
+            )
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = n_ctx * n_parallel
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = n_batch
+        cparams.n_seq_max = n_parallel
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        # One KV stream per slot: a slot's cache survives its request (prefix reuse)
+        # and never competes with another slot for cells.
+        cparams.kv_unified = False
+        cparams.swa_full = bool(opts.get("swa_full", False))
+        if opts.get("flash_attn") is not None:
+            cparams.flash_attn_type = 1 if opts["flash_attn"] else 0
+        cparams.no_perf = True
+        ctx = lib.llama_init_from_model(model, cparams)
+        if not ctx:
+            lib.llama_model_free(model)
+            raise InvalidRequestError(
+                f"llama.cpp could not create a context of {n_ctx} x {n_parallel} tokens "
+                "(n_ctx x n_parallel); lower them.",
+                param="n_ctx",
+            )
+        self._model, self._ctx = model, ctx
+        self._vocab = lib.llama_model_get_vocab(model)
+        self._n_ctx_seq = min(n_ctx, int(lib.llama_n_ctx_seq(ctx)))
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+        from .llama_scheduler import LlamaScheduler
+
+        self._scheduler = LlamaScheduler(
+            lib,
+            model,
+            ctx,
+            n_parallel=n_parallel,
+            n_batch=n_batch,
+            max_queue=int(opts.get("max_queue") or 8 * n_parallel),
+            queue_timeout_s=float(opts.get("queue_timeout_s") or DEFAULT_QUEUE_TIMEOUT_S),
+            stream_interval=float(opts.get("stream_interval", DEFAULT_STREAM_INTERVAL)),
+            is_eog=self._is_eog,
+            eog_tokens=self._eog_tokens,
+            piece=self._piece,
+        )
 
     def tokenize(self, text: str, add_bos: bool) -> List[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        data = text.encode("utf-8")
+        size = len(data) + 2
+        while True:
+            buf = (self._lib.llama_token * size)()
+            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, size, add_bos, True)
+            if n >= 0:
+                return list(buf[:n])
+            size = -n
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = self._piece_buf
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
+    def _is_eog(self, token: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def _eog_tokens(self) -> List[int]:
+        if self._eog_list is None:
+            n = self._lib.llama_vocab_n_tokens(self._vocab)
+            self._eog_list = [t for t in range(n) if self._is_eog(t)]
+        return self._eog_list
 
     async def generate(
         self, prompt_ids: List[int], params: SamplingParams
     ) -> AsyncIterator[GenerationDelta]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        cancel = threading.Event()
+        if not prompt_ids:
+            raise InvalidRequestError("The prompt is empty.", param="prompt")
+        ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params))
+        async for delta in self._scheduler.queue.serve(ticket):
+            yield delta
 
-        def emit(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        async with self._lock:
-            worker = asyncio.ensure_future(
-                asyncio.to_thread(self._run, list(prompt_ids), params, emit, cancel)
-            )
-            try:
-                while True:
-                    item = await queue.get()
-                    if isinstance(item, BaseException):
-                        raise item
-                    yield item
-                    if item.finish_reason is not None:
-                        break
-            finally:
-                # The consumer went away (or finished): stop decoding and wait for
-                # the thread, so the next request finds the context free.
-                cancel.set()
-                await asyncio.shield(worker)
-
-    def _run(self, prompt_ids, params: SamplingParams, emit, cancel) -> None:
-        try:
-            self._decode(prompt_ids, params, emit, cancel)
-        except BaseException as e:  # noqa: BLE001 - hand every failure to the caller
-            emit(e)
-
-    def _decode(self, prompt_ids, params: SamplingParams, emit, cancel) -> None:
-        llm = self._llm
-        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-        stop_ids = set(params.stop_token_ids)
-        max_tokens = params.max_tokens or 0
-        stops = _StopMatcher(params.stop)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        out = _Coalescer(emit, self._stream_interval)
-        produced = 0
-        finish: Optional[str] = "length"
-        tokens = llm.generate(
-            prompt_ids,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=0.0,
-            temp=params.temperature,
-            repeat_penalty=params.repetition_penalty,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-            reset=True,
-        )
-        try:
-            for tok in tokens:
-                if cancel.is_set():
-                    return
-                if tok in stop_ids or self._eog(tok):
-                    finish = "stop"
-                    break
-                produced += 1
-                text, hit = stops.feed(decoder.decode(llm.detokenize([tok])))
-                out.add(text)
-                if hit:
-                    finish = "stop"
-                    break
-                if produced >= max_tokens:
-                    break
-        finally:
-            tokens.close()
-        if not stops.hit:
-            out.add(stops.flush() + decoder.decode(b"", final=True))
-        out.finish(
-            GenerationDelta(
-                finish_reason=finish,  # type: ignore[arg-type]
-                prompt_tokens=len(prompt_ids),
-                completion_tokens=produced,
-            )
-        )
+    def stats(self) -> Dict[str, Any]:
+        return self._scheduler.stats() if self._scheduler is not None else {}
 
     async def close(self) -> None:
-        if self._llm is not None:
-            llm, self._llm = self._llm, None
-            await asyncio.to_thread(llm.close)
-
-
-class _Coalescer:
-    """Hands text to the event loop at most every `interval` seconds.
-
-    Each hand-off wakes the replica's loop, an RPC and the REST process; on a
-    small machine those wake-ups steal time from llama.cpp's own threads. The
-    first piece goes out at once, so time-to-first-token is unchanged.
-    """
-
-    def __init__(self, emit, interval: float):
-        self._emit = emit
-        self._interval = interval
-        self._buf = ""
-        self._last: Optional[float] = None
-
-    def add(self, text: str) -> None:
-        if not text:
-            return
-        self._buf += text
-        now = time.monotonic()
-        if self._last is None or now - self._last >= self._interval:
-            self._emit(GenerationDelta(text=self._buf))
-            self._buf = ""
-            self._last = now
-
-    def finish(self, last: GenerationDelta) -> None:
-        last.text = self._buf + last.text
-        self._buf = ""
-        self._emit(last)
-
-
-class _StopMatcher:
-    """Holds back text that might be the start of a stop string."""
-
-    def __init__(self, stops: List[str]):
-        self.stops = [s for s in stops if s]
-        self.pending = ""
-        self.hit = False
-
-    def feed(self, piece: str) -> "tuple[str, bool]":
-        if not self.stops:
-            return piece, False
-        self.pending += piece
-        cut = min(
-            (i for i in (self.pending.find(s) for s in self.stops) if i >= 0),
-            default=-1,
-        )
-        if cut >= 0:
-            self.hit = True
-            text, self.pending = self.pending[:cut], ""
-            return text, True
-        keep = 0
-        for s in self.stops:
-            for n in range(min(len(s) - 1, len(self.pending)), 0, -1):
-                if self.pending.endswith(s[:n]):
-                    keep = max(keep, n)
-                    break
-        text = self.pending[: len(self.pending) - keep]
-        self.pending = self.pending[len(self.pending) - keep :]
-        return text, False
-
-    def flush(self) -> str:
-        text, self.pending = self.pending, ""
-        return text
+        if self._scheduler is not None:
+            scheduler, self._scheduler = self._scheduler, None
+            await asyncio.to_thread(scheduler.stop)
+        if self._ctx is not None:
+            self._lib.llama_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            self._lib.llama_model_free(self._model)
+            self._model = None
 
 
 def _default_threads() -> int:

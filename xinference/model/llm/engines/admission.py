@@ -1,0 +1,135 @@
+"""Requests waiting for a slot in a batching engine, and how each one is handed back.
+
+A batching engine runs a scheduler thread that owns the model; requests arrive on the
+replica's event loop. A `Ticket` carries one request across: the scheduler admits it
+into a slot when one is free and emits its deltas, the event loop yields them. The
+queue is bounded twice: by length (`max_queue`, beyond it 429) and by waiting time
+(`queue_timeout_s`, beyond it 503): both with Retry-After, so a client backs off
+instead of piling up. A client that goes away leaves the queue, or, once running,
+is dropped by the scheduler at its next step.
+"""
+
+import asyncio
+import threading
+import time
+from collections import deque
+from typing import Any, AsyncIterator, Callable, Deque, List
+
+from ....errors import ServerBusyError, TooManyRequestsError
+from ....types import GenerationDelta
+
+_ADMITTED = object()
+
+
+class Ticket:
+    """One request, from the event loop to the scheduler thread and back."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, request: Any):
+        self.request = request
+        self.cancelled = False
+        self.enqueued = time.monotonic()
+        self._loop = loop
+        self._items: asyncio.Queue = asyncio.Queue()
+
+    def emit(self, item: Any) -> None:
+        """A delta or an exception for the waiting consumer; safe from any thread."""
+        self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+
+    def admitted(self) -> None:
+        self.emit(_ADMITTED)
+
+
+class WaitQueue:
+    def __init__(
+        self,
+        max_queue: int,
+        timeout_s: float,
+        free_slots: Callable[[], int],
+        wake: Callable[[], None],
+    ):
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
+        self._free_slots = free_slots
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._items: Deque[Ticket] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def submit(self, ticket: Ticket) -> None:
+        with self._lock:
+            # Requests the scheduler has not picked up yet but will get a free slot
+            # do not count as waiting.
+            waiting = len(self._items) - self._free_slots()
+            if waiting >= self.max_queue:
+                raise TooManyRequestsError(
+                    f"All slots are busy and {waiting} requests are already waiting "
+                    f"(max_queue={self.max_queue}); retry later."
+                )
+            self._items.append(ticket)
+        self._wake()
+
+    def take(self, n: int) -> List[Ticket]:
+        """Up to n tickets, oldest first, each told it is admitted (scheduler thread)."""
+        out: List[Ticket] = []
+        with self._lock:
+            while self._items and len(out) < n:
+                ticket = self._items.popleft()
+                if not ticket.cancelled:
+                    out.append(ticket)
+        for ticket in out:
+            ticket.admitted()
+        return out
+
+    def withdraw(self, ticket: Ticket) -> bool:
+        """Removes a ticket still waiting; False if the scheduler already took it."""
+        with self._lock:
+            try:
+                self._items.remove(ticket)
+                return True
+            except ValueError:
+                return False
+
+    def drain(self) -> List[Ticket]:
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+        return items
+
+    async def serve(self, ticket: Ticket) -> AsyncIterator[GenerationDelta]:
+        """Queues the ticket and yields its deltas; the last one has finish_reason."""
+        self.submit(ticket)
+        finished = False
+        try:
+            await self._wait_admitted(ticket)
+            while True:
+                item = await ticket._items.get()
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    finished = True
+                    return
+        finally:
+            if not finished:
+                # The consumer went away (or timed out): leave the queue, or have the
+                # scheduler free the slot at its next step.
+                ticket.cancelled = True
+                self.withdraw(ticket)
+
+    async def _wait_admitted(self, ticket: Ticket) -> None:
+        try:
+            first = await asyncio.wait_for(ticket._items.get(), self.timeout_s)
+        except asyncio.TimeoutError:
+            if self.withdraw(ticket):
+                raise ServerBusyError(
+                    f"No slot became free within {self.timeout_s:g} s "
+                    f"(queue_timeout_s); retry later."
+                ) from None
+            first = await ticket._items.get()  # admitted just as the wait ended
+        if first is not _ADMITTED:
+            if isinstance(first, BaseException):
+                raise first
+            raise AssertionError(f"a ticket got {first!r} before it was admitted")

@@ -1,0 +1,313 @@
+"""Continuous batching over one llama.cpp context.
+
+A scheduler thread owns the context. Each step it
+  1. drops sequences whose client went away,
+  2. admits waiting requests into free slots (one KV sequence id per slot), choosing
+     the slot whose cached tokens share the longest prefix with the prompt, so only
+     the rest of the prompt is evaluated,
+  3. builds one batch: the last sampled token of every running sequence, then prompt
+     chunks of newly admitted ones up to `n_batch` tokens (a long prompt is spread
+     over several steps instead of stalling the running streams),
+  4. runs one `llama_decode` (which releases the GIL, so the event loop keeps going),
+  5. samples every sequence that produced logits with its own sampler chain, and
+     streams its text.
+A slot keeps the tokens whose KV it holds after its request ends: the next turn of a
+conversation re-sends the whole history and finds it already evaluated.
+"""
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from ....errors import XinferenceError
+from ....types import GenerationDelta, SamplingParams
+from .admission import Ticket, WaitQueue
+from .llama_sampling import build_sampler
+from .text_stream import TextStream
+
+logger = logging.getLogger(__name__)
+
+
+class _Seq:
+    """A request running in a slot."""
+
+    def __init__(self, ticket: Ticket, prompt: List[int], params: SamplingParams,
+                 sampler: Any, text: TextStream, cached: int):
+        self.ticket = ticket
+        self.prompt = prompt
+        self.params = params
+        self.sampler = sampler
+        self.text = text
+        self.cached = cached
+        self.pending = prompt[cached:]  # prompt tokens not evaluated yet
+        self.next_token: Optional[int] = None  # sampled, to be evaluated next step
+        self.produced = 0
+        self.stop_ids = set(params.stop_token_ids)
+
+
+class _Slot:
+    def __init__(self, seq_id: int):
+        self.seq_id = seq_id
+        self.tokens: List[int] = []  # whose KV this slot holds, position by position
+        self.seq: Optional[_Seq] = None
+        self.last_used = 0.0
+
+
+def common_prefix(a: List[int], b: List[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class LlamaScheduler:
+    def __init__(
+        self,
+        lib: Any,
+        model: Any,
+        ctx: Any,
+        n_parallel: int,
+        n_batch: int,
+        max_queue: int,
+        queue_timeout_s: float,
+        stream_interval: float,
+        is_eog: Callable[[int], bool],
+        eog_tokens: Callable[[], List[int]],
+        piece: Callable[[int], bytes],
+    ):
+        self._lib = lib
+        self._model = model
+        self._ctx = ctx
+        self._mem = lib.llama_get_memory(ctx)
+        self._vocab_size = lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(model))
+        self._n_swa = int(lib.llama_model_n_swa(model))
+        self._n_batch = n_batch
+        self._stream_interval = stream_interval
+        self._is_eog = is_eog
+        self._eog_tokens = eog_tokens
+        self._piece = piece
+        self._slots = [_Slot(i) for i in range(n_parallel)]
+        self._batch = lib.llama_batch_init(n_batch, 0, 1)
+        self._cond = threading.Condition()
+        self._stopping = False
+        self.queue = WaitQueue(max_queue, queue_timeout_s, self._free_slots, self._wake)
+        self._thread = threading.Thread(target=self._run, name="llama-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- event-loop side ---------------------------------------------------------
+
+    def stats(self) -> Dict[str, int]:
+        busy = sum(1 for s in self._slots if s.seq is not None)
+        return {
+            "slots_total": len(self._slots),
+            "slots_busy": busy,
+            "slots_free": len(self._slots) - busy,
+            "queue_length": len(self.queue),
+        }
+
+    def stop(self) -> None:
+        """Ends the thread; running and waiting requests get an error. Blocking."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        gone = XinferenceError("The model is shutting down.")
+        for ticket in self.queue.drain():
+            ticket.emit(gone)
+        for slot in self._slots:
+            if slot.seq is not None:
+                slot.seq.ticket.emit(gone)
+                self._release(slot)
+        self._lib.llama_batch_free(self._batch)
+
+    def _free_slots(self) -> int:
+        return sum(1 for s in self._slots if s.seq is None)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    # -- scheduler thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._has_work():
+                    self._cond.wait()
+                if self._stopping:
+                    return
+            try:
+                self._drop_cancelled()
+                self._admit()
+                self._step()
+            except Exception as e:  # noqa: BLE001 - never let the thread die silently
+                logger.exception("llama.cpp scheduler step failed")
+                self._fail_all(e)
+
+    def _has_work(self) -> bool:
+        if any(s.seq is not None for s in self._slots):
+            return True
+        return len(self.queue) > 0
+
+    def _drop_cancelled(self) -> None:
+        for slot in self._slots:
+            if slot.seq is not None and slot.seq.ticket.cancelled:
+                self._release(slot)
+
+    def _admit(self) -> None:
+        free = [s for s in self._slots if s.seq is None]
+        if not free or not len(self.queue):
+            return
+        for ticket in self.queue.take(len(free)):
+            prompt, _ = ticket.request
+            # Longest shared prefix first; among equals the least recently used, so
+            # a conversation's cache lives as long as possible.
+            slot = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
+            free.remove(slot)
+            try:
+                self._start(slot, ticket)
+            except Exception as e:  # noqa: BLE001 - the request fails, not the replica
+                logger.exception("could not start a request")
+                ticket.emit(e if isinstance(e, XinferenceError) else XinferenceError(str(e)))
+                self._release(slot)
+
+    def _start(self, slot: _Slot, ticket: Ticket) -> None:
+        lib = self._lib
+        prompt, params = ticket.request
+        keep = common_prefix(slot.tokens, prompt)
+        # The last prompt token is always evaluated: its logits give the first token.
+        keep = min(keep, len(prompt) - 1)
+        if keep < len(slot.tokens):
+            if keep > 0 and self._n_swa > 0:
+                # A sliding-window cache forgets old positions: continuing at `keep`
+                # needs the window before it.
+                pos_min = lib.llama_memory_seq_pos_min(self._mem, slot.seq_id)
+                if pos_min > max(0, keep - self._n_swa):
+                    keep = 0
+            if not lib.llama_memory_seq_rm(self._mem, slot.seq_id, keep, -1):
+                keep = 0
+                lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+            del slot.tokens[keep:]
+        banned = self._eog_tokens() if params.ignore_eos else ()
+        sampler = build_sampler(lib, params, prompt, self._vocab_size, banned)
+        text = TextStream(ticket.emit, params.stop, self._stream_interval)
+        slot.seq = _Seq(ticket, prompt, params, sampler, text, keep)
+
+    def _step(self) -> None:
+        lib = self._lib
+        batch = self._batch
+        n = 0
+        sample_at: List[tuple] = []  # (slot, batch index)
+        fed: List[tuple] = []  # (slot, tokens added to the KV by this step, from the prompt?)
+
+        def add(slot: _Slot, token: int, pos: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = pos
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = slot.seq_id
+            batch.logits[n] = logits
+            n += 1
+
+        running = [s for s in self._slots if s.seq is not None]
+        for slot in running:
+            seq = slot.seq
+            assert seq is not None
+            if seq.next_token is not None:
+                add(slot, seq.next_token, len(slot.tokens), True)
+                sample_at.append((slot, n - 1))
+                fed.append((slot, [seq.next_token], False))
+        # Prompts: oldest request first, in chunks that fit what is left of the batch.
+        waiting = sorted(
+            (s for s in running if s.seq is not None and s.seq.pending),
+            key=lambda s: s.seq.ticket.enqueued,  # type: ignore[union-attr]
+        )
+        for slot in waiting:
+            seq = slot.seq
+            assert seq is not None
+            room = self._n_batch - n
+            if room <= 0:
+                break
+            chunk = seq.pending[:room]
+            last = len(chunk) == len(seq.pending)
+            base = len(slot.tokens)
+            for i, tok in enumerate(chunk):
+                add(slot, tok, base + i, last and i == len(chunk) - 1)
+            if last:
+                sample_at.append((slot, n - 1))
+            fed.append((slot, chunk, True))
+        if n == 0:
+            return
+        batch.n_tokens = n
+        rc = lib.llama_decode(self._ctx, batch)
+        if rc != 0:
+            self._decode_failed(rc, [f[0] for f in fed])
+            return
+        for slot, tokens, from_prompt in fed:
+            slot.tokens.extend(tokens)
+            seq = slot.seq
+            assert seq is not None
+            if from_prompt:
+                del seq.pending[: len(tokens)]
+            else:
+                seq.next_token = None
+        for slot, idx in sample_at:
+            seq = slot.seq
+            assert seq is not None
+            token = lib.llama_sampler_sample(seq.sampler, self._ctx, idx)
+            self._accept(slot, seq, token)
+
+    def _accept(self, slot: _Slot, seq: _Seq, token: int) -> None:
+        params = seq.params
+        if token in seq.stop_ids or (not params.ignore_eos and self._is_eog(token)):
+            self._finish(slot, "stop")
+            return
+        seq.produced += 1
+        if seq.text.feed(self._piece(token)):
+            self._finish(slot, "stop")
+        elif params.max_tokens is not None and seq.produced >= params.max_tokens:
+            self._finish(slot, "length")
+        else:
+            seq.next_token = token
+
+    def _finish(self, slot: _Slot, reason: str) -> None:
+        seq = slot.seq
+        assert seq is not None
+        seq.text.finish(
+            GenerationDelta(
+                finish_reason=reason,  # type: ignore[arg-type]
+                prompt_tokens=len(seq.prompt),
+                completion_tokens=seq.produced,
+                cached_tokens=seq.cached,
+            )
+        )
+        self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        if slot.seq is not None:
+            self._lib.llama_sampler_free(slot.seq.sampler)
+            slot.seq = None
+        slot.last_used = time.monotonic()
+
+    def _decode_failed(self, rc: int, slots: List[_Slot]) -> None:
+        logger.error("llama_decode returned %d for %d sequences", rc, len(slots))
+        err = XinferenceError(f"llama.cpp could not evaluate the batch (llama_decode returned {rc}).")
+        for slot in slots:
+            self._forget(slot)
+            if slot.seq is not None:
+                slot.seq.ticket.emit(err)
+                self._release(slot)
+
+    def _forget(self, slot: _Slot) -> None:
+        self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+        slot.tokens.clear()
+
+    def _fail_all(self, e: Exception) -> None:
+        err = e if isinstance(e, XinferenceError) else XinferenceError(f"llama.cpp failed: {e}")
+        for slot in self._slots:
+            self._forget(slot)
+            if slot.seq is not None:
+                slot.seq.ticket.emit(err)
+                self._release(slot)

@@ -1,0 +1,100 @@
+"""Turning one sequence's sampled tokens into streamed text.
+
+Shared by every engine: bytes are decoded incrementally (a CJK character or an emoji
+may span several tokens), text that might be the start of a stop string is held back,
+and pieces are coalesced so that a fast decoder does not wake the serving path for
+every token.
+"""
+
+import codecs
+import time
+from typing import Callable, List, Optional, Tuple
+
+from ....types import GenerationDelta
+
+
+class StopMatcher:
+    """Holds back text that might be the start of a stop string."""
+
+    def __init__(self, stops: List[str]):
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+        self.hit = False
+
+    def feed(self, piece: str) -> Tuple[str, bool]:
+        if not self.stops:
+            return piece, False
+        self.pending += piece
+        cut = min(
+            (i for i in (self.pending.find(s) for s in self.stops) if i >= 0),
+            default=-1,
+        )
+        if cut >= 0:
+            self.hit = True
+            text, self.pending = self.pending[:cut], ""
+            return text, True
+        keep = 0
+        for s in self.stops:
+            for n in range(min(len(s) - 1, len(self.pending)), 0, -1):
+                if self.pending.endswith(s[:n]):
+                    keep = max(keep, n)
+                    break
+        text = self.pending[: len(self.pending) - keep]
+        self.pending = self.pending[len(self.pending) - keep :]
+        return text, False
+
+    def flush(self) -> str:
+        text, self.pending = self.pending, ""
+        return text
+
+
+class Coalescer:
+    """Hands text on at most every `interval` seconds.
+
+    Each hand-off wakes the replica's loop, an RPC and the REST process; on a small
+    machine those wake-ups steal time from the decoder's own threads. The first piece
+    goes out at once, so time-to-first-token is unchanged.
+    """
+
+    def __init__(self, emit: Callable[[GenerationDelta], None], interval: float):
+        self._emit = emit
+        self._interval = interval
+        self._buf = ""
+        self._last: Optional[float] = None
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        self._buf += text
+        now = time.monotonic()
+        if self._last is None or now - self._last >= self._interval:
+            self._emit(GenerationDelta(text=self._buf))
+            self._buf = ""
+            self._last = now
+
+    def finish(self, last: GenerationDelta) -> None:
+        last.text = self._buf + last.text
+        self._buf = ""
+        self._emit(last)
+
+
+class TextStream:
+    """One sequence's output: feed it token bytes, it emits deltas; `finish` ends it.
+
+    `feed` returns True once a stop string was produced: the sequence is over.
+    """
+
+    def __init__(self, emit: Callable[[GenerationDelta], None], stops: List[str], interval: float):
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stops = StopMatcher(stops)
+        self._out = Coalescer(emit, interval)
+
+    def feed(self, piece: bytes) -> bool:
+        text, hit = self._stops.feed(self._decoder.decode(piece))
+        self._out.add(text)
+        return hit
+
+    def finish(self, last: GenerationDelta) -> None:
+        if not self._stops.hit:
+            self._out.add(self._stops.flush() + self._decoder.decode(b"", final=True))
+        self._out.finish(last)
