@@ -12,6 +12,7 @@ import asyncio
 import ctypes
 import importlib.util
 import os
+import sys
 from typing import Any, AsyncIterator, Dict, List, Optional
 
 from ....errors import InvalidRequestError
@@ -27,6 +28,7 @@ MAX_DEFAULT_PARALLEL = 16
 # Seconds between two streamed pieces (see text_stream.Coalescer); 0 streams every token.
 DEFAULT_STREAM_INTERVAL = 0.05
 DEFAULT_QUEUE_TIMEOUT_S = 120.0
+SWITCH_INTERVAL_S = 0.0005
 
 
 class LlamaCppEngine(LLMEngine):
@@ -135,8 +137,14 @@ class LlamaCppEngine(LLMEngine):
         self._vocab = lib.llama_model_get_vocab(model)
         self._n_ctx_seq = min(n_ctx, int(lib.llama_n_ctx_seq(ctx)))
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._eog_tokens()  # here, not in the middle of a decode step
 
         from .llama_scheduler import LlamaScheduler
+
+        # The scheduler thread gives up the GIL in every llama.cpp call and must win
+        # it back from the event loop thread before its next step; by default a
+        # busy holder keeps it up to 5 ms, a stall for every stream in the batch.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
         self._scheduler = LlamaScheduler(
             lib,

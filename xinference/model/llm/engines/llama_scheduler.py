@@ -28,6 +28,9 @@ from .text_stream import TextStream
 
 logger = logging.getLogger(__name__)
 
+# Upper bound of the load-scaled streaming interval (see LlamaScheduler._pace).
+MAX_STREAM_INTERVAL = 0.25
+
 
 class _Seq:
     """A request running in a slot."""
@@ -122,6 +125,13 @@ class LlamaScheduler:
                 self._release(slot)
         self._lib.llama_batch_free(self._batch)
 
+    def _pace(self) -> float:
+        """Seconds between two pieces of one stream. Every piece costs an RPC and an
+        SSE write on the CPU the decoder needs: with more streams each one is sent a
+        little less often, so the total rate of pieces stays about the same."""
+        busy = sum(1 for s in self._slots if s.seq is not None)
+        return min(MAX_STREAM_INTERVAL, self._stream_interval * max(1.0, busy / 2))
+
     def _free_slots(self) -> int:
         return sum(1 for s in self._slots if s.seq is None)
 
@@ -192,7 +202,7 @@ class LlamaScheduler:
             del slot.tokens[keep:]
         banned = self._eog_tokens() if params.ignore_eos else ()
         sampler = build_sampler(lib, params, prompt, self._vocab_size, banned)
-        text = TextStream(ticket.emit, params.stop, self._stream_interval)
+        text = TextStream(ticket.emit, params.stop, self._pace)
         slot.seq = _Seq(ticket, prompt, params, sampler, text, keep)
 
     def _step(self) -> None:

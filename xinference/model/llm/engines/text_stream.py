@@ -8,7 +8,7 @@ every token.
 
 import codecs
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 from ....types import GenerationDelta
 
@@ -53,12 +53,14 @@ class Coalescer:
 
     Each hand-off wakes the replica's loop, an RPC and the REST process; on a small
     machine those wake-ups steal time from the decoder's own threads. The first piece
-    goes out at once, so time-to-first-token is unchanged.
+    goes out at once, so time-to-first-token is unchanged. `interval` may be a callable,
+    read at each piece, so the pace can follow the load.
     """
 
-    def __init__(self, emit: Callable[[GenerationDelta], None], interval: float):
+    def __init__(self, emit: Callable[[GenerationDelta], None],
+                 interval: Union[float, Callable[[], float]]):
         self._emit = emit
-        self._interval = interval
+        self._interval = interval if callable(interval) else (lambda: interval)
         self._buf = ""
         self._last: Optional[float] = None
 
@@ -67,7 +69,7 @@ class Coalescer:
             return
         self._buf += text
         now = time.monotonic()
-        if self._last is None or now - self._last >= self._interval:
+        if self._last is None or now - self._last >= self._interval():
             self._emit(GenerationDelta(text=self._buf))
             self._buf = ""
             self._last = now
@@ -84,7 +86,8 @@ class TextStream:
     `feed` returns True once a stop string was produced: the sequence is over.
     """
 
-    def __init__(self, emit: Callable[[GenerationDelta], None], stops: List[str], interval: float):
+    def __init__(self, emit: Callable[[GenerationDelta], None], stops: List[str],
+                 interval: Union[float, Callable[[], float]]):
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = StopMatcher(stops)
         self._out = Coalescer(emit, interval)
