@@ -1,7 +1,6 @@
 """Every error case answers in the OpenAI shape with the right status, and a failed
 launch leaves no process or reservation behind."""
 
-import time
 
 import psutil
 import requests
