@@ -9,7 +9,7 @@ A scheduler thread owns the context. Each step it
      chunks of newly admitted ones up to `n_batch` tokens (a long prompt is spread
      over several steps instead of stalling the running streams),
   4. runs one `llama_decode` (which releases the GIL, so the event loop keeps going),
-  5. samples every sequence that produced logits with its own sampler chain, and
+  5. samples every sequence that produced logits with its own sampler, and
      streams its text.
 A slot keeps the tokens whose KV it holds after its request ends: the next turn of a
 conversation re-sends the whole history and finds it already evaluated.
@@ -266,7 +266,7 @@ class LlamaScheduler:
         for slot, idx in sample_at:
             seq = slot.seq
             assert seq is not None
-            token = lib.llama_sampler_sample(seq.sampler, self._ctx, idx)
+            token = seq.sampler.sample(self._ctx, idx)
             self._accept(slot, seq, token)
 
     def _accept(self, slot: _Slot, seq: _Seq, token: int) -> None:
@@ -297,7 +297,7 @@ class LlamaScheduler:
 
     def _release(self, slot: _Slot) -> None:
         if slot.seq is not None:
-            self._lib.llama_sampler_free(slot.seq.sampler)
+            slot.seq.sampler.free()
             slot.seq = None
         slot.last_used = time.monotonic()
 
