@@ -29,7 +29,6 @@ Other scripts can import `measure_raw()` (aggregate tok/s per round per N) or
 """
 
 import argparse
-import ctypes
 import json
 import logging
 import os
@@ -116,12 +115,6 @@ def _tokenize(vocab: Any, text: str) -> List[int]:
     if n < 0:
         raise RuntimeError(f"llama_tokenize needs {-n} tokens, buffer holds {cap}")
     return list(buf[:n])
-
-
-def _piece(vocab: Any, tok: int) -> str:
-    buf = ctypes.create_string_buffer(64)
-    n = lc.llama_token_to_piece(vocab, tok, buf, len(buf), 0, False)
-    return buf.raw[: max(n, 0)].decode("utf-8", "replace")
 
 
 def _make_sampler(mode: str, seed: int) -> Any:
@@ -372,8 +365,9 @@ def report(cfg: RawConfig, res: Dict[int, List[RoundResult]]) -> Dict[str, Any]:
     print(table(["N", "step ms", "decode ms", "sample ms", "us/seq", "sample %", "tok/s"], split))
     print(
         f"min cpu: process CPU time / (decode wall x {threads} threads), worst round; well "
-        "under 100% = the cores were shared, rerun.\nseq0: greedy tokens of sequence 0 "
-        f"equal to N={lo}'s (batched kernels may round differently). tok/s = N / median step."
+        "under 100% = the cores were shared, rerun.\nseq0: leading tokens of sequence 0 "
+        f"equal to N={lo}'s; batch sizes take different kernels, which round differently "
+        "(greedy may drift, temp sampling diverges early). tok/s = N / median step."
     )
     return summary
 
