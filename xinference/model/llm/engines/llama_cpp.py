@@ -63,7 +63,6 @@ class LlamaCppEngine(LLMEngine):
         self._scheduler: Any = None
         self._n_ctx_seq: Optional[int] = None
         self._pieces: Dict[int, bytes] = {}
-        self._eog_list: Optional[List[int]] = None
 
     @property
     def context_length(self) -> int:
@@ -137,7 +136,6 @@ class LlamaCppEngine(LLMEngine):
         self._vocab = lib.llama_model_get_vocab(model)
         self._n_ctx_seq = min(n_ctx, int(lib.llama_n_ctx_seq(ctx)))
         self._piece_buf = ctypes.create_string_buffer(256)
-        self._eog_tokens()  # here, not in the middle of a decode step
 
         from .llama_scheduler import LlamaScheduler
 
@@ -155,8 +153,7 @@ class LlamaCppEngine(LLMEngine):
             max_queue=int(opts.get("max_queue") or 8 * n_parallel),
             queue_timeout_s=float(opts.get("queue_timeout_s") or DEFAULT_QUEUE_TIMEOUT_S),
             stream_interval=float(opts.get("stream_interval", DEFAULT_STREAM_INTERVAL)),
-            is_eog=self._is_eog,
-            eog_tokens=self._eog_tokens,
+            eog_tokens=self._eog_tokens(),
             piece=self._piece,
         )
 
@@ -181,14 +178,10 @@ class LlamaCppEngine(LLMEngine):
             piece = self._pieces[token] = buf.raw[:n]
         return piece
 
-    def _is_eog(self, token: int) -> bool:
-        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
-
     def _eog_tokens(self) -> List[int]:
-        if self._eog_list is None:
-            n = self._lib.llama_vocab_n_tokens(self._vocab)
-            self._eog_list = [t for t in range(n) if self._is_eog(t)]
-        return self._eog_list
+        """Every end-of-generation token of the vocabulary (a scan, done once at load)."""
+        n = self._lib.llama_vocab_n_tokens(self._vocab)
+        return [t for t in range(n) if self._lib.llama_vocab_is_eog(self._vocab, t)]
 
     async def generate(
         self, prompt_ids: List[int], params: SamplingParams

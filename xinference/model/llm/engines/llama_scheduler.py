@@ -76,8 +76,7 @@ class LlamaScheduler:
         max_queue: int,
         queue_timeout_s: float,
         stream_interval: float,
-        is_eog: Callable[[int], bool],
-        eog_tokens: Callable[[], List[int]],
+        eog_tokens: List[int],
         piece: Callable[[int], bytes],
     ):
         self._lib = lib
@@ -88,8 +87,8 @@ class LlamaScheduler:
         self._n_swa = int(lib.llama_model_n_swa(model))
         self._n_batch = n_batch
         self._stream_interval = stream_interval
-        self._is_eog = is_eog
-        self._eog_tokens = eog_tokens
+        self._eog = frozenset(eog_tokens)
+        self._eog_banned = sorted(self._eog)
         self._piece = piece
         self._slots = [_Slot(i) for i in range(n_parallel)]
         self._batch = lib.llama_batch_init(n_batch, 0, 1)
@@ -102,7 +101,7 @@ class LlamaScheduler:
     # -- event-loop side ---------------------------------------------------------
 
     def stats(self) -> Dict[str, int]:
-        busy = sum(1 for s in self._slots if s.seq is not None)
+        busy = self._busy()
         return {
             "slots_total": len(self._slots),
             "slots_busy": busy,
@@ -129,11 +128,13 @@ class LlamaScheduler:
         """Seconds between two pieces of one stream. Every piece costs an RPC and an
         SSE write on the CPU the decoder needs: with more streams each one is sent a
         little less often, so the total rate of pieces stays about the same."""
-        busy = sum(1 for s in self._slots if s.seq is not None)
-        return min(MAX_STREAM_INTERVAL, self._stream_interval * max(1.0, busy / 2))
+        return min(MAX_STREAM_INTERVAL, self._stream_interval * max(1.0, self._busy() / 2))
+
+    def _busy(self) -> int:
+        return sum(1 for s in self._slots if s.seq is not None)
 
     def _free_slots(self) -> int:
-        return sum(1 for s in self._slots if s.seq is None)
+        return len(self._slots) - self._busy()
 
     def _wake(self) -> None:
         with self._cond:
@@ -157,9 +158,7 @@ class LlamaScheduler:
                 self._fail_all(e)
 
     def _has_work(self) -> bool:
-        if any(s.seq is not None for s in self._slots):
-            return True
-        return len(self.queue) > 0
+        return self._busy() > 0 or len(self.queue) > 0
 
     def _drop_cancelled(self) -> None:
         for slot in self._slots:
@@ -200,7 +199,7 @@ class LlamaScheduler:
                 keep = 0
                 lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
             del slot.tokens[keep:]
-        banned = self._eog_tokens() if params.ignore_eos else ()
+        banned = self._eog_banned if params.ignore_eos else ()
         sampler = build_sampler(lib, params, prompt, self._vocab_size, banned)
         text = TextStream(ticket.emit, params.stop, self._pace)
         slot.seq = _Seq(ticket, prompt, params, sampler, text, keep)
@@ -271,7 +270,7 @@ class LlamaScheduler:
 
     def _accept(self, slot: _Slot, seq: _Seq, token: int) -> None:
         params = seq.params
-        if token in seq.stop_ids or (not params.ignore_eos and self._is_eog(token)):
+        if token in seq.stop_ids or (not params.ignore_eos and token in self._eog):
             self._finish(slot, "stop")
             return
         seq.produced += 1
