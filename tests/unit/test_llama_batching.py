@@ -10,6 +10,7 @@ is a scheduling bug: a mixed-up sequence id, position or KV cell.
 
 import asyncio
 import time
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -31,11 +32,16 @@ def _plan():
     return plan, resolve_model_path(plan.family, plan.spec, plan.quantization)
 
 
-async def _engine(path, **kwargs):
+@asynccontextmanager
+async def loaded(path, **kwargs):
+    """A loaded LLM on `path`, closed on the way out."""
     plan, _ = _plan()
     engine = get_engine_class("llama.cpp")(path, plan.family, plan.spec, plan.quantization, **kwargs)
     await engine.load()
-    return LLM(engine)
+    try:
+        yield LLM(engine)
+    finally:
+        await engine.close()
 
 
 async def text_of(llm, ids, **params):
@@ -44,17 +50,13 @@ async def text_of(llm, ids, **params):
 
 
 async def fresh_text(path, ids, **params):
-    llm = await _engine(path, n_ctx=256, n_parallel=1)
-    try:
+    async with loaded(path, n_ctx=256, n_parallel=1) as llm:
         return await text_of(llm, ids, **params)
-    finally:
-        await llm.engine.close()
 
 
 @pytest.mark.timeout(300)
 async def test_eight_concurrent_greedy_requests_match_their_solo_runs(f32_path):
-    llm = await _engine(f32_path, n_ctx=256, n_parallel=8, stream_interval=0)
-    try:
+    async with loaded(f32_path, n_ctx=256, n_parallel=8, stream_interval=0) as llm:
         ids = [llm.completion_prompt(p) for p in PROMPTS]
         solo = [(await fresh_text(f32_path, x, max_tokens=32, temperature=0, ignore_eos=True))[0]
                 for x in ids]
@@ -63,14 +65,11 @@ async def test_eight_concurrent_greedy_requests_match_their_solo_runs(f32_path):
         assert [t for t, _ in together] == solo
         assert len(set(solo)) == 8  # eight different stories, not one repeated
         assert all(last.completion_tokens == 32 for _, last in together)
-    finally:
-        await llm.engine.close()
 
 
 @pytest.mark.timeout(300)
 async def test_seeded_sampling_is_reproducible_inside_a_batch(f32_path):
-    llm = await _engine(f32_path, n_ctx=256, n_parallel=4)
-    try:
+    async with loaded(f32_path, n_ctx=256, n_parallel=4) as llm:
         ids = [llm.completion_prompt(p) for p in PROMPTS[:4]]
         sampled = dict(max_tokens=24, temperature=0.9, top_p=0.95, seed=1234, ignore_eos=True)
         alone, _ = await text_of(llm, ids[0], **sampled)
@@ -79,14 +78,11 @@ async def test_seeded_sampling_is_reproducible_inside_a_batch(f32_path):
         assert again == alone
         other_seed, _ = await text_of(llm, ids[0], **{**sampled, "seed": 99})
         assert other_seed != alone
-    finally:
-        await llm.engine.close()
 
 
 @pytest.mark.timeout(300)
 async def test_next_chat_turn_reuses_the_cached_prefix_and_says_the_same(f32_path):
-    llm = await _engine(f32_path, n_ctx=512, n_parallel=2)
-    try:
+    async with loaded(f32_path, n_ctx=512, n_parallel=2) as llm:
         turn1 = [{"role": "user", "content": "Tell me about the sea."}]
         ids1 = llm.chat_prompt(turn1)
         reply, first = await text_of(llm, ids1, max_tokens=24, temperature=0)
@@ -101,8 +97,6 @@ async def test_next_chat_turn_reuses_the_cached_prefix_and_says_the_same(f32_pat
         cold, third = await fresh_text(f32_path, ids2, max_tokens=24, temperature=0)
         assert third.cached_tokens == 0
         assert warm == cold
-    finally:
-        await llm.engine.close()
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +113,8 @@ async def _wait(cond, timeout=10.0):
 
 @pytest.mark.timeout(120)
 async def test_queue_is_bounded_by_length_and_by_time(q4_path):
-    llm = await _engine(q4_path, n_ctx=512, n_parallel=1, max_queue=1, queue_timeout_s=1)
-    engine = llm.engine
-    try:
+    async with loaded(q4_path, n_ctx=512, n_parallel=1, max_queue=1, queue_timeout_s=1) as llm:
+        engine = llm.engine
         ids = llm.completion_prompt("1, 2, 3, 4, 5,")
         running = llm.stream(ids, SamplingParams(max_tokens=400, temperature=0))
         await running.__anext__()
@@ -134,15 +127,12 @@ async def test_queue_is_bounded_by_length_and_by_time(q4_path):
             await waiting  # the slot stayed busy past 1 s
         assert engine.stats()["queue_length"] == 0
         await running.aclose()
-    finally:
-        await engine.close()
 
 
 @pytest.mark.timeout(120)
 async def test_clients_that_go_away_leave_queue_and_slot(q4_path):
-    llm = await _engine(q4_path, n_ctx=512, n_parallel=1, max_queue=4, queue_timeout_s=60)
-    engine = llm.engine
-    try:
+    async with loaded(q4_path, n_ctx=512, n_parallel=1, max_queue=4, queue_timeout_s=60) as llm:
+        engine = llm.engine
         ids = llm.completion_prompt("1, 2, 3, 4, 5,")
         running = llm.stream(ids, SamplingParams(max_tokens=400, temperature=0))
         await running.__anext__()
@@ -155,20 +145,15 @@ async def test_clients_that_go_away_leave_queue_and_slot(q4_path):
         await _wait(lambda: engine.stats()["slots_busy"] == 0, timeout=2)
         text, last = await asyncio.wait_for(text_of(llm, ids, max_tokens=3, temperature=0), 10)
         assert last.completion_tokens == 3
-    finally:
-        await engine.close()
 
 
 @pytest.mark.timeout(120)
 async def test_multibyte_text_streams_whole_and_a_long_prompt_is_chunked(f32_path):
     # n_batch 16: a prompt of ~100 tokens is evaluated over several steps
-    llm = await _engine(f32_path, n_ctx=512, n_parallel=2, n_batch=16, stream_interval=0)
-    try:
+    async with loaded(f32_path, n_ctx=512, n_parallel=2, n_batch=16, stream_interval=0) as llm:
         ids = llm.completion_prompt("请用中文写一首关于大海的诗。" * 6)
         assert len(ids) > 48
         text, last = await text_of(llm, ids, max_tokens=40, temperature=0)
         assert "\ufffd" not in text and text.strip()
         cold, _ = await fresh_text(f32_path, ids, max_tokens=40, temperature=0)
         assert cold == text
-    finally:
-        await llm.engine.close()
