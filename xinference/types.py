@@ -20,6 +20,8 @@ class SamplingParams(BaseModel):
     stop_token_ids: List[int] = Field(default_factory=list)
     # Never end at an end-of-generation token (benchmarks, fixed-length runs).
     ignore_eos: bool = False
+    # The LoRA adapter to generate with (a name given at launch); None: the base model.
+    lora_name: Optional[str] = None
 
 
 FinishReason = Literal["stop", "length"]
@@ -34,6 +36,13 @@ class GenerationDelta(BaseModel):
     completion_tokens: int = 0
     # Prompt tokens whose KV state was reused from an earlier request.
     cached_tokens: int = 0
+
+
+class LoRASpec(BaseModel):
+    """One LoRA adapter given at launch: the name requests use, and its folder."""
+
+    lora_name: str = Field(min_length=1)
+    local_path: str = Field(min_length=1)
 
 
 ModelDescription = Dict[str, Any]

@@ -56,7 +56,8 @@ class ModelActor(xo.StatelessActor):
         self._progress = 0.3
         engine_cls = get_engine_class(plan.engine)
         engine = engine_cls(
-            path, plan.family, plan.spec, plan.quantization, int(plan.n_gpu or 0), **plan.engine_kwargs
+            path, plan.family, plan.spec, plan.quantization, int(plan.n_gpu or 0),
+            lora_list=plan.lora_list, **plan.engine_kwargs
         )
         await engine.load()
         self._llm = LLM(engine)

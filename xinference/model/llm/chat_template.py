@@ -1,5 +1,6 @@
 """Renders a family's Jinja chat template into a prompt."""
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Dict, List
 
@@ -21,6 +22,8 @@ def _raise_exception(message: str) -> None:
 def _compile(source: str):
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = _raise_exception
+    # Hugging Face templates may stamp today's date into the system prompt.
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     return env.from_string(source)
 
 

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Union
 from pydantic import BaseModel
 
 from ...errors import InvalidRequestError
+from ...types import LoRASpec
 from .engines import ENGINES, get_engine_class
 from .family import LLMFamily, LLMSpec, get_family, match_spec
 
@@ -23,6 +24,46 @@ class LaunchPlan(BaseModel):
     # GPUs each replica asks for: a count, "auto" (one if a GPU is free) or None (CPU).
     # The worker turns it into the count it reserved before the engine sees it.
     n_gpu: Union[int, str, None] = 0
+    # LoRA adapters loaded next to the base model (peft_model_config.lora_list).
+    lora_list: List[LoRASpec] = []
+
+
+def parse_lora_list(peft_model_config: Optional[Dict[str, Any]]) -> List[LoRASpec]:
+    """`{"lora_list": [{"lora_name": ..., "local_path": ...}]}` as checked specs.
+
+    Xinference clients also send image-LoRA keys (`image_lora_load_kwargs`, ...), which
+    mean nothing to an LLM: they are accepted only when empty.
+    """
+    if not peft_model_config:
+        return []
+    if not isinstance(peft_model_config, dict):
+        raise InvalidRequestError("peft_model_config must be an object.", param="peft_model_config")
+    for key, value in peft_model_config.items():
+        if key != "lora_list" and value:
+            raise InvalidRequestError(
+                f"peft_model_config.{key} is not supported for LLMs; give lora_list.",
+                param="peft_model_config",
+            )
+    raw = peft_model_config.get("lora_list") or []
+    if not isinstance(raw, list):
+        raise InvalidRequestError("peft_model_config.lora_list must be a list.", param="peft_model_config")
+    specs: List[LoRASpec] = []
+    for i, item in enumerate(raw):
+        try:
+            specs.append(LoRASpec.model_validate(item))
+        except ValueError:
+            raise InvalidRequestError(
+                f"peft_model_config.lora_list[{i}] must be "
+                '{"lora_name": "...", "local_path": "..."}; got ' + repr(item) + ".",
+                param="peft_model_config",
+            ) from None
+    names = [s.lora_name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InvalidRequestError(
+            f"LoRA names must be unique; repeated: {', '.join(dup)}.", param="peft_model_config"
+        )
+    return specs
 
 
 def plan_launch(
@@ -34,14 +75,22 @@ def plan_launch(
     model_path: Optional[str] = None,
     engine_kwargs: Optional[Dict[str, Any]] = None,
     n_gpu: Union[int, str, None] = 0,
+    peft_model_config: Optional[Dict[str, Any]] = None,
 ) -> LaunchPlan:
     family = get_family(model_name)
     spec, quant = match_spec(family, model_format, model_size_in_billions, quantization)
+    lora_list = parse_lora_list(peft_model_config)
     engines = [model_engine] if model_engine else list(ENGINES)
     tried = []
     for name in engines:
         cls = get_engine_class(name)
-        if cls.match(family, spec, quant):
+        if cls.match(family, spec, quant) and (cls.supports_lora or not lora_list or model_engine):
+            if lora_list and not cls.supports_lora:
+                raise InvalidRequestError(
+                    f"Engine {name} cannot load LoRA adapters; use an engine that can "
+                    f"({', '.join(n for n in ENGINES if get_engine_class(n).supports_lora)}).",
+                    param="peft_model_config",
+                )
             if not cls.is_installed():
                 raise InvalidRequestError(
                     f"Engine {name} is not installed on this machine: "
@@ -63,6 +112,7 @@ def plan_launch(
                 model_path=model_path,
                 engine_kwargs=dict(engine_kwargs or {}),
                 n_gpu=n_gpu,
+                lora_list=lora_list,
             )
         tried.append(name)
     ok = [e["engine"] for e in engine_params(family)]

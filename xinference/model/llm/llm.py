@@ -20,6 +20,12 @@ class LLM:
     def chat_prompt(
         self, messages: List[Dict[str, Any]], template_kwargs: Optional[Dict[str, Any]] = None
     ) -> List[int]:
+        own = self.engine.chat_template()
+        if own is not None:
+            # The model's own template writes every special token it needs.
+            template, tokens = own
+            prompt = render_chat(template, messages, **{**tokens, **(template_kwargs or {})})
+            return self.engine.tokenize(prompt, add_bos=False)
         if not self.family.chat_template:
             raise InvalidRequestError(
                 f"Model {self.family.model_name} has no chat template; use /v1/completions.",

@@ -7,18 +7,19 @@ engine that cannot interleave them queues them itself.
 
 Hooks, in the order they are called:
   match(family, spec, quantization)  can this engine run that spec? (cheap, no imports)
-  __init__(model_path, family, spec, quantization, n_gpu, **launch_kwargs)
+  __init__(model_path, family, spec, quantization, n_gpu, lora_list, **launch_kwargs)
   await load()                        load weights (heavy imports happen here)
   tokenize(text, add_bos)             token ids, used for context checks and usage
+  chat_template()                     the model's own chat template, if it ships one
   generate(prompt_ids, params)        async iterator of deltas; the last has finish_reason
   stats()                             load figures, for describe
   await close()                       free the model
 """
 
 from abc import ABC, abstractmethod
-from typing import Any, AsyncIterator, ClassVar, Dict, List, Tuple
+from typing import Any, AsyncIterator, ClassVar, Dict, List, Optional, Sequence, Tuple
 
-from ....types import GenerationDelta, SamplingParams
+from ....types import GenerationDelta, LoRASpec, SamplingParams
 from ..family import LLMFamily, LLMSpec
 
 
@@ -27,6 +28,8 @@ class LLMEngine(ABC):
     model_formats: ClassVar[Tuple[str, ...]]
     # launch kwargs this engine understands; others are rejected with a 400
     launch_kwargs: ClassVar[Tuple[str, ...]] = ()
+    # whether launch may attach LoRA adapters (peft_model_config)
+    supports_lora: ClassVar[bool] = False
 
     @classmethod
     def match(cls, family: LLMFamily, spec: LLMSpec, quantization: str) -> bool:
@@ -43,9 +46,11 @@ class LLMEngine(ABC):
         spec: LLMSpec,
         quantization: str,
         n_gpu: int = 0,
+        lora_list: Optional[Sequence[LoRASpec]] = None,
         **kwargs: Any,
     ):
         self.model_path = model_path
+        self.lora_list: List[LoRASpec] = list(lora_list or [])
         self.n_gpu = n_gpu
         self.family = family
         self.spec = spec
@@ -67,6 +72,11 @@ class LLMEngine(ABC):
     def generate(
         self, prompt_ids: List[int], params: SamplingParams
     ) -> AsyncIterator[GenerationDelta]: ...
+
+    def chat_template(self) -> Optional[Tuple[str, Dict[str, str]]]:
+        """The model's own Jinja chat template and the special tokens it uses
+        (bos_token, eos_token), or None to use the family's."""
+        return None
 
     def stats(self) -> Dict[str, Any]:
         """Load figures for describe (slots busy/free, queue length); {} if none."""
