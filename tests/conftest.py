@@ -39,3 +39,50 @@ def local(log_dir):
 @pytest.fixture
 def api(local):
     return local.endpoint
+
+
+# Tiny random-weight HF models (tests/tiny_models.py), built once per session.
+# The heavy imports happen only when a test asks for one of these.
+
+
+def _need_hf(*extra):
+    for name in ("torch", "transformers", *extra):
+        pytest.importorskip(name)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    _need_hf()
+    from tests.tiny_models import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory):
+    _need_hf()
+    from tests.tiny_models import build_tiny_qwen2
+
+    return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+def _lora(tmp_path_factory, base_dir, name, seed):
+    _need_hf("peft")
+    from tests.tiny_models import build_lora
+
+    return build_lora(base_dir, tmp_path_factory.mktemp(name), seed)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_a(tmp_path_factory, tiny_llama):
+    return _lora(tmp_path_factory, tiny_llama, "tiny-lora-a", 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_b(tmp_path_factory, tiny_llama):
+    return _lora(tmp_path_factory, tiny_llama, "tiny-lora-b", 2)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_lora(tmp_path_factory, tiny_qwen2):
+    return _lora(tmp_path_factory, tiny_qwen2, "tiny-qwen2-lora", 3)

@@ -19,7 +19,7 @@ class FakeSupervisor:
         self.launches.append({**request, "wait_ready": wait_ready})
         return request["model_uid"] or "generated"
 
-    async def get_replicas(self, model_uid: str):
+    async def locate(self, model_uid: str):
         if model_uid == "loading":
             raise ModelNotReadyError("Model loading is still loading; retry shortly.")
         raise ModelNotFoundError(f"Model not found in the model list, uid: {model_uid}.")

@@ -73,5 +73,24 @@ def test_plan_launch_checks_engine_and_kwargs():
         plan_launch("gemma-3", model_engine="llama.cpp", model_format="pytorch")
     with pytest.raises(InvalidRequestError, match="does not take"):
         plan_launch("gemma-3", engine_kwargs={"bogus": 1})
+    plan = plan_launch("gemma-3", model_format="pytorch")
+    assert plan.engine == "Transformers"
     rows = engine_params(get_family("gemma-3"))
-    assert rows and all(r["model_format"] == "ggufv2" for r in rows)
+    by_engine = {(r["engine"], r["model_format"]) for r in rows}
+    assert ("llama.cpp", "ggufv2") in by_engine and ("Transformers", "pytorch") in by_engine
+    assert ("llama.cpp", "pytorch") not in by_engine
+
+
+def test_lora_needs_an_engine_that_loads_adapters():
+    lora = {"lora_list": [{"lora_name": "sql", "local_path": "/loras/sql"}]}
+    plan = plan_launch("gemma-3", peft_model_config=lora)
+    assert plan.engine == "Transformers" and [a.lora_name for a in plan.lora_list] == ["sql"]
+    with pytest.raises(InvalidRequestError, match="cannot load LoRA"):
+        plan_launch("gemma-3", model_engine="llama.cpp", peft_model_config=lora)
+    twice = {"lora_list": [lora["lora_list"][0], lora["lora_list"][0]]}
+    with pytest.raises(InvalidRequestError, match="unique"):
+        plan_launch("gemma-3", peft_model_config=twice)
+    with pytest.raises(InvalidRequestError, match="lora_list"):
+        plan_launch("gemma-3", peft_model_config={"lora_list": [{"lora_name": "x"}]})
+    with pytest.raises(InvalidRequestError, match="not supported"):
+        plan_launch("gemma-3", peft_model_config={"image_lora_load_kwargs": {"a": 1}})

@@ -3,12 +3,16 @@
 The supervisor is asked where a model lives only on a cache miss; afterwards the
 REST process talks to the ModelActors directly. A replica that fails to answer
 drops the cached entry so the next request asks again.
+
+A request's `model` may be a model uid, a LoRA adapter's name or a model name: each
+string is resolved once to (model uid, adapter), and every string that resolves to
+one model shares that model's replicas, in-flight counts and request limit.
 """
 
 import asyncio
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, NamedTuple, Optional, Tuple
 
 import xoscar as xo
 from xoscar.errors import ActorNotExist, ServerClosed
@@ -34,39 +38,62 @@ class Replica:
 
 @dataclass
 class ModelRoute:
+    model_uid: str
     replicas: List[Replica]
     request_limits: Optional[int]
+    lora_names: List[str] = field(default_factory=list)  # the model's LoRA adapters
     cursor: int = 0
     inflight: int = field(default=0)
+
+
+class Lease(NamedTuple):
+    """A held slot on one replica of a model, and the LoRA adapter the request's
+    `model` named (None: it named the model itself)."""
+
+    replica: Replica
+    route: ModelRoute
+    lora_name: Optional[str]
 
 
 class ReplicaRouter:
     def __init__(self, supervisor: Any):
         self._supervisor = supervisor
+        # what a request's `model` string resolved to: (model uid, LoRA adapter or None)
+        self._names: Dict[str, Tuple[str, Optional[str]]] = {}
+        # model uid -> its replicas
         self._routes: Dict[str, ModelRoute] = {}
         self._lock = asyncio.Lock()
 
-    async def _route(self, model_uid: str) -> ModelRoute:
-        route = self._routes.get(model_uid)
-        if route is not None:
-            return route
-        async with self._lock:
-            route = self._routes.get(model_uid)
-            if route is None:
-                found = await self._supervisor.get_replicas(model_uid)
-                limits = await self._supervisor.request_limits(model_uid)
-                replicas = [
-                    Replica(r["replica_uid"], r["address"], await xo.actor_ref(r["address"], r["replica_uid"]))
-                    for r in found
-                ]
-                route = ModelRoute(replicas, limits)
-                self._routes[model_uid] = route
-        return route
+    def _cached(self, model: str) -> Optional[Tuple[ModelRoute, Optional[str]]]:
+        name = self._names.get(model)
+        route = self._routes.get(name[0]) if name else None
+        return (route, name[1]) if route and name else None
 
-    async def stats(self, model_uid: str) -> List[Dict[str, Any]]:
+    async def _route(self, model: str) -> Tuple[ModelRoute, Optional[str]]:
+        found = self._cached(model)
+        if found is not None:
+            return found
+        async with self._lock:
+            found = self._cached(model)
+            if found is None:
+                where = await self._supervisor.locate(model)
+                uid = where["model_uid"]
+                if uid not in self._routes:
+                    replicas = [
+                        Replica(r["replica_uid"], r["address"],
+                                await xo.actor_ref(r["address"], r["replica_uid"]))
+                        for r in where["replicas"]
+                    ]
+                    self._routes[uid] = ModelRoute(uid, replicas, where["request_limits"],
+                                                   list(where.get("lora_names") or []))
+                self._names[model] = (uid, where["lora_name"])
+                found = self._routes[uid], where["lora_name"]
+        return found
+
+    async def stats(self, model: str) -> List[Dict[str, Any]]:
         """What this REST server sent to each ready replica since it found them, and
         each replica's own load (slots, queue) where it answers in time."""
-        route = await self._route(model_uid)
+        route, _ = await self._route(model)
         loads = await asyncio.gather(*(self._load(r) for r in route.replicas))
         return [
             {"replica_uid": r.replica_uid, "address": r.address, "inflight": r.inflight,
@@ -74,10 +101,10 @@ class ReplicaRouter:
             for r, load in zip(route.replicas, loads)
         ]
 
-    async def load(self, model_uid: str) -> Dict[str, int]:
+    async def load(self, model: str) -> Dict[str, int]:
         """Slots and queue summed over the replicas: {} if none answered."""
         total: Dict[str, int] = {}
-        for row in await self.stats(model_uid):
+        for row in await self.stats(model):
             for key in LOAD_KEYS:
                 if key in row:
                     total[key] = total.get(key, 0) + int(row[key])
@@ -91,15 +118,25 @@ class ReplicaRouter:
             return {}
         return {k: desc[k] for k in LOAD_KEYS if k in desc}
 
-    def invalidate(self, model_uid: str) -> None:
-        self._routes.pop(model_uid, None)
+    def invalidate(self, model: str) -> None:
+        """Forgets where `model` lives, and every other name that led to the same model."""
+        uid = self._names.get(model, (model, None))[0]
+        self._routes.pop(uid, None)
+        self._names.pop(model, None)
+        for name in [n for n, (u, _) in self._names.items() if u == uid]:
+            del self._names[name]
+
+    def forget_names(self) -> None:
+        """Resolves every name again on next use (a launch may have made a model name
+        ambiguous); routes and their in-flight counts stay."""
+        self._names.clear()
 
     @asynccontextmanager
-    async def acquire(self, model_uid: str) -> AsyncIterator[Replica]:
-        route = await self._route(model_uid)
+    async def acquire(self, model: str) -> AsyncIterator[Lease]:
+        route, lora_name = await self._route(model)
         if route.request_limits is not None and route.inflight >= route.request_limits:
             raise TooManyRequestsError(
-                f"Model {model_uid} is serving {route.inflight} requests, its limit "
+                f"Model {route.model_uid} is serving {route.inflight} requests, its limit "
                 f"(request_limits={route.request_limits}); retry later."
             )
         i = pick_replica([r.inflight for r in route.replicas], route.cursor)
@@ -108,9 +145,9 @@ class ReplicaRouter:
         replica.inflight += 1
         route.inflight += 1
         try:
-            yield replica
+            yield Lease(replica, route, lora_name)
         except CONNECTION_ERRORS:
-            self.invalidate(model_uid)
+            self.invalidate(model)
             raise
         finally:
             replica.inflight -= 1

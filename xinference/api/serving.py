@@ -14,10 +14,10 @@ from typing import Any, AsyncIterator, Coroutine, Dict, Optional, TypeVar
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..errors import ModelNotReadyError, XinferenceError
+from ..errors import InvalidRequestError, ModelNotReadyError, XinferenceError
 from .errors import ClientGone, error_body
 from .protocol.openai import ChatCompletionRequest, CompletionRequest, SamplingRequest
-from .replicas import CONNECTION_ERRORS, ReplicaRouter
+from .replicas import CONNECTION_ERRORS, Lease, ReplicaRouter
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,30 @@ async def _release(it: Any) -> None:
         it._gc_destroy = False
 
 
+def _for_adapter(args: tuple, model: str, lease: Lease) -> tuple:
+    """The call's arguments with the LoRA adapter in the sampling params: the one
+    `model` named, else the request's own `lora_name`, which must be one of the model's
+    adapters (an engine without LoRA would otherwise quietly use the base model)."""
+    kind, payload, params, template_kwargs = args
+    asked = params.get("lora_name")
+    if lease.lora_name is not None:
+        if asked not in (None, lease.lora_name):
+            raise InvalidRequestError(
+                f"model {model!r} is a LoRA adapter, but lora_name asks for adapter {asked!r}; "
+                f"send lora_name {lease.lora_name!r} or none, or name the base model in `model`.",
+                param="lora_name",
+            )
+        return kind, payload, {**params, "lora_name": lease.lora_name}, template_kwargs
+    known = lease.route.lora_names
+    if asked is not None and asked not in known:
+        raise InvalidRequestError(
+            f"Model {lease.route.model_uid} has no LoRA adapter {asked!r}; "
+            + (f"its adapters: {', '.join(known)}." if known else "it was launched without adapters."),
+            param="lora_name",
+        )
+    return args
+
+
 class LLMServing:
     def __init__(self, router: ReplicaRouter):
         self.router = router
@@ -133,8 +157,8 @@ class LLMServing:
         # per replica we might have tried.
         for attempt in range(3):
             try:
-                async with self.router.acquire(model) as replica:
-                    return await replica.ref.complete(*args)
+                async with self.router.acquire(model) as lease:
+                    return await lease.replica.ref.complete(*_for_adapter(args, model, lease))
             except CONNECTION_ERRORS:
                 if attempt == 2:
                     raise ModelNotReadyError(f"No replica of {model} answered; retry shortly.")
@@ -146,10 +170,10 @@ class LLMServing:
         Returns the held replica slot, the remote iterator and the first delta."""
         for attempt in range(3):
             acquired = self.router.acquire(model)
-            replica = await acquired.__aenter__()
+            lease = await acquired.__aenter__()
             it: Any = None
             try:
-                it = await replica.ref.stream(*args)
+                it = await lease.replica.ref.stream(*_for_adapter(args, model, lease))
                 try:
                     first = await it.__anext__()
                 except StopAsyncIteration:

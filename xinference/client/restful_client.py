@@ -51,10 +51,14 @@ class Client:
         request_limits: Optional[int] = None,
         worker_ip: Optional[str] = None,
         model_path: Optional[str] = None,
+        peft_model_config: Optional[Dict[str, Any]] = None,
         wait_ready: bool = True,
         **kwargs: Any,
     ) -> str:
-        """Launches a model and returns its uid; extra keyword arguments go to the engine."""
+        """Launches a model and returns its uid; extra keyword arguments go to the engine.
+
+        `peft_model_config={"lora_list": [{"lora_name": ..., "local_path": ...}]}` loads
+        LoRA adapters with the model; each is then a model id of its own."""
         payload: Dict[str, Any] = {
             "model_uid": model_uid,
             "model_name": model_name,
@@ -68,6 +72,7 @@ class Client:
             "request_limits": request_limits,
             "worker_ip": worker_ip,
             "model_path": model_path,
+            "peft_model_config": peft_model_config,
             **kwargs,
         }
         resp = self._session.post(

@@ -43,6 +43,10 @@ class ModelRecord:
     error: Optional[str] = None
 
     @property
+    def lora_names(self) -> List[str]:
+        return [spec.lora_name for spec in self.plan.lora_list]
+
+    @property
     def ready(self) -> bool:
         return bool(self.replicas) and all(r.ready for r in self.replicas)
 
@@ -85,4 +89,13 @@ class ModelRecord:
                 for r in self.replicas
             ],
             "created": int(self.created),
+            "lora_adapters": [spec.model_dump() for spec in plan.lora_list],
         }
+
+    def describe_adapter(self, lora_name: str) -> Dict[str, Any]:
+        """One of this model's LoRA adapters, as a model of its own: the base model's
+        description plus which adapter it is (`parent` is the model that serves it)."""
+        desc = self.describe()
+        del desc["lora_adapters"]
+        desc.update(parent=self.model_uid, lora_name=lora_name)
+        return desc

@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import xoscar as xo
 
@@ -19,6 +19,7 @@ from ..errors import (
 )
 from ..model.llm.family import builtin_families, get_family
 from ..model.llm.launch import LaunchPlan, engine_params, plan_launch
+from ..types import LoRASpec
 from .placement import WorkerView, choose_workers
 from .records import ModelRecord, ReplicaRecord, WorkerRecord
 
@@ -146,7 +147,15 @@ class SupervisorActor(xo.StatelessActor):
         n_gpu = req.pop("n_gpu", "auto")
         if model_uid in self._models or model_uid in self._launches:
             raise ConflictError(f"Model {model_uid!r} is already running.", param="model_uid")
+        owner = self._adapter_owner(model_uid)
+        if owner is not None:
+            raise ConflictError(
+                f"{model_uid!r} is the name of a LoRA adapter of running model "
+                f"{owner.model_uid}; model uids and adapter names share one namespace.",
+                param="model_uid",
+            )
         plan = plan_launch(**req)
+        self._check_lora_names(model_uid, plan.lora_list)
         addresses = choose_workers(
             [
                 WorkerView(
@@ -227,25 +236,60 @@ class SupervisorActor(xo.StatelessActor):
             1 for m in self._models.values() for r in m.replicas if r.worker_address == address
         )
 
-    def _record(self, model_uid: str, by_name: bool = False) -> ModelRecord:
+    def _check_lora_names(self, model_uid: str, lora_list: List[LoRASpec]) -> None:
+        """Adapter names are model ids: each must be free among uids and adapters."""
+        for spec in lora_list:
+            name = spec.lora_name
+            if name == model_uid:
+                clash = "the uid of the model being launched"
+            elif name in self._models:
+                clash = "the uid of a running model"
+            else:
+                owner = self._adapter_owner(name)
+                if owner is None:
+                    continue
+                clash = f"already a LoRA adapter of running model {owner.model_uid}"
+            raise ConflictError(
+                f"LoRA name {name!r} is {clash}; model uids and adapter names share one "
+                "namespace, pick another lora_name.",
+                param="peft_model_config",
+            )
+
+    def _adapter_owner(self, name: str) -> Optional[ModelRecord]:
+        """The running model that has a LoRA adapter called `name`, if any."""
+        return next((r for r in self._models.values() if name in r.lora_names), None)
+
+    def _record(self, model_uid: str) -> ModelRecord:
+        """The model whose uid is exactly `model_uid`."""
         record = self._models.get(model_uid)
-        if record is None and by_name:
-            # OpenAI clients often send the model's name: accept it when unambiguous.
-            named = [r for r in self._models.values() if r.plan.family.model_name == model_uid]
-            record = named[0] if len(named) == 1 else None
         if record is None:
-            failed = self._failed.get(model_uid)
-            message = (
-                f"Model {model_uid} is not running: {failed}"
-                if failed
-                else f"Model not found in the model list, uid: {model_uid}."
-            )
-            raise ModelNotFoundError(
-                message,
-                param="model",
-                code="model_not_found",
-            )
+            raise self._not_found(model_uid)
         return record
+
+    def _resolve(self, model: str, by_name: bool = False) -> Tuple[ModelRecord, Optional[str]]:
+        """What a request's `model` names: a model uid, one of a model's LoRA adapters
+        (then also the adapter's name), or with `by_name` a model name that only one
+        running model has (OpenAI clients often send that)."""
+        record = self._models.get(model)
+        if record is not None:
+            return record, None
+        owner = self._adapter_owner(model)
+        if owner is not None:
+            return owner, model
+        if by_name:
+            named = [r for r in self._models.values() if r.plan.family.model_name == model]
+            if len(named) == 1:
+                return named[0], None
+        raise self._not_found(model)
+
+    def _not_found(self, model_uid: str) -> ModelNotFoundError:
+        failed = self._failed.get(model_uid)
+        message = (
+            f"Model {model_uid} is not running: {failed}"
+            if failed
+            else f"Model not found in the model list, uid: {model_uid}."
+        )
+        return ModelNotFoundError(message, param="model", code="model_not_found")
 
     def _drop_replica(self, record: ModelRecord, replica: ReplicaRecord, reason: str) -> None:
         if replica in record.replicas:
@@ -265,6 +309,13 @@ class SupervisorActor(xo.StatelessActor):
                     self._drop_replica(record, replica, reason)
 
     async def terminate_model(self, model_uid: str) -> None:
+        owner = None if model_uid in self._models else self._adapter_owner(model_uid)
+        if owner is not None:
+            raise InvalidRequestError(
+                f"{model_uid} is a LoRA adapter of model {owner.model_uid}, not a model of its "
+                f"own: terminate {owner.model_uid} to unload it (with all its adapters).",
+                param="model_uid",
+            )
         record = self._record(model_uid)
         task = self._launches.get(model_uid)
         if task is not None:
@@ -281,13 +332,20 @@ class SupervisorActor(xo.StatelessActor):
         logger.info("model %s terminated", model_uid)
 
     async def describe_model(self, model_uid: str) -> Dict[str, Any]:
-        return self._record(model_uid).describe()
+        record, lora_name = self._resolve(model_uid)
+        return record.describe_adapter(lora_name) if lora_name else record.describe()
 
     async def list_models(self) -> Dict[str, Dict[str, Any]]:
-        return {uid: r.describe() for uid, r in self._models.items()}
+        """Every model id: each running model, then each of its LoRA adapters."""
+        listed: Dict[str, Dict[str, Any]] = {}
+        for uid, record in self._models.items():
+            listed[uid] = record.describe()
+            for name in record.lora_names:
+                listed[name] = record.describe_adapter(name)
+        return listed
 
     async def model_progress(self, model_uid: str) -> float:
-        record = self._record(model_uid)
+        record, _ = self._resolve(model_uid)
         if record.ready:
             return 1.0
         values = []
@@ -302,18 +360,23 @@ class SupervisorActor(xo.StatelessActor):
                 values.append(0.0)
         return sum(values) / len(values) if values else 0.0
 
-    async def get_replicas(self, model_uid: str) -> List[Dict[str, str]]:
-        """Where the ready replicas live: the REST layer talks to them directly."""
-        record = self._record(model_uid, by_name=True)
+    async def locate(self, model: str) -> Dict[str, Any]:
+        """Where a request's `model` goes: the model uid, the LoRA adapter to apply
+        (None: the base model), the model's adapters, the ready replicas (the REST
+        layer talks to them directly) and the model's request limit."""
+        record, lora_name = self._resolve(model, by_name=True)
         ready = [r for r in record.replicas if r.ready and r.address]
         if not ready:
             raise ModelNotReadyError(
-                f"Model {model_uid} is still loading; retry shortly.", param="model"
+                f"Model {record.model_uid} is still loading; retry shortly.", param="model"
             )
-        return [{"replica_uid": r.replica_uid, "address": str(r.address)} for r in ready]
-
-    async def request_limits(self, model_uid: str) -> Optional[int]:
-        return self._record(model_uid, by_name=True).request_limits
+        return {
+            "model_uid": record.model_uid,
+            "lora_name": lora_name,
+            "lora_names": record.lora_names,
+            "replicas": [{"replica_uid": r.replica_uid, "address": str(r.address)} for r in ready],
+            "request_limits": record.request_limits,
+        }
 
     # ---- catalogue ---------------------------------------------------------
 

@@ -66,11 +66,19 @@ def _extra_kwargs(args: List[str]) -> Dict[str, Any]:
 @click.option("--model-path", default=None, help="Local weights: a .gguf file or a model folder.")
 @click.option("--n-gpu", default="auto", show_default=True, help="GPUs per replica: a number, auto or none.")
 @click.option("--request-limits", default=None, type=int, help="Most concurrent requests per model.")
+@click.option("-lm", "--lora-modules", "lora_modules", multiple=True, type=(str, str),
+              metavar="NAME PATH", help="Load a LoRA adapter from PATH (on the worker) and serve "
+              "it as model NAME. Repeatable.")
 @click.pass_context
 def launch(ctx: click.Context, endpoint, model_name, model_engine, model_type, size, model_format,
-           quantization, model_uid, replica, worker_ip, model_path, n_gpu, request_limits) -> None:
+           quantization, model_uid, replica, worker_ip, model_path, n_gpu, request_limits,
+           lora_modules) -> None:
     """Launch a model and wait until it is ready. Extra --key value pairs go to the engine."""
     kwargs = _extra_kwargs(ctx.args)
+    if lora_modules:
+        kwargs["peft_model_config"] = {
+            "lora_list": [{"lora_name": name, "local_path": path} for name, path in lora_modules]
+        }
     n_gpu_value: Any = None if str(n_gpu).lower() == "none" else (n_gpu if n_gpu == "auto" else int(n_gpu))
     try:
         with _client(endpoint) as client:
@@ -98,17 +106,22 @@ def list_models(endpoint) -> None:
             models = client.list_models()
     except RuntimeError as e:
         _fail(e)
-    rows = [
-        (uid, d["model_type"], d["model_name"], d["model_engine"], d["model_format"],
-         _size(d["model_size_in_billions"]), d["quantization"], d["replica"], d["status"],
-         ", ".join(d["model_ability"]), d["context_length"])
-        for uid, d in models.items()
-    ]
+    rows = [_model_row(uid, d) for uid, d in models.items()]
     if not rows:
         click.echo("No running models. Launch one with: xinference launch -n gemma-3")
         return
     click.echo(tabulate(rows, headers=["UID", "Type", "Name", "Engine", "Format", "Size (B)",
                                        "Quantization", "Replicas", "Status", "Abilities", "Context"]))
+
+
+def _model_row(uid: str, d: Dict[str, Any]) -> tuple:
+    if d.get("parent"):
+        # A LoRA adapter: its base model's row holds the details.
+        return (uid, "LoRA", f"adapter of {d['parent']}", "", "", "", "", "", d["status"],
+                ", ".join(d["model_ability"]), "")
+    return (uid, d["model_type"], d["model_name"], d["model_engine"], d["model_format"],
+            _size(d["model_size_in_billions"]), d["quantization"], d["replica"], d["status"],
+            ", ".join(d["model_ability"]), d["context_length"])
 
 
 @cli.command()

@@ -28,6 +28,9 @@ class SamplingRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=1, description="only n=1 is supported")
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
+    # The LoRA adapter to generate with (Xinference clients send it); a `model` that
+    # names an adapter sets it too. None or "": the base model.
+    lora_name: Optional[str] = None
 
     @field_validator("stop")
     @classmethod
@@ -50,6 +53,7 @@ class SamplingRequest(BaseModel):
             "stop": stop,
             "stop_token_ids": list(self.stop_token_ids or []),
             "ignore_eos": self.ignore_eos,
+            "lora_name": self.lora_name or None,
         }
 
     @property

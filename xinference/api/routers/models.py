@@ -23,7 +23,6 @@ def _launch_args(body: LaunchModelRequest) -> dict:
     unsupported = {
         "n_worker": body.n_worker not in (None, 1),
         "replica_config": bool(body.replica_config),
-        "peft_model_config": bool(body.peft_model_config),
         "enable_virtual_env": bool(body.enable_virtual_env),
         "virtual_env_packages": bool(body.virtual_env_packages),
     }
@@ -45,6 +44,8 @@ def _launch_args(body: LaunchModelRequest) -> dict:
         "request_limits": body.request_limits,
         "n_gpu": body.n_gpu,
         "env": body.envs,
+        # LoRA adapters (lora_list): checked by the launch plan, never an engine kwarg
+        "peft_model_config": body.peft_model_config,
         "engine_kwargs": body.engine_kwargs(),
     }
 
@@ -52,11 +53,15 @@ def _launch_args(body: LaunchModelRequest) -> dict:
 @router.post("/v1/models", summary="Launch a model")
 async def launch_model(body: LaunchModelRequest, request: Request, wait_ready: bool = True):
     uid = await _supervisor(request).launch_model(_launch_args(body), wait_ready)
+    # The new uid and adapter names may be strings that resolved elsewhere until now.
+    request.app.state.router.forget_names()
     return {"model_uid": uid}
 
 
-@router.get("/v1/models", summary="List running models")
+@router.get("/v1/models", summary="List running models and their LoRA adapters")
 async def list_models(request: Request):
+    # A LoRA adapter is listed as a model of its own (select it with model=<lora_name>),
+    # with `parent` naming the model that serves it.
     models = await _supervisor(request).list_models()
     return {
         "object": "list",
@@ -74,6 +79,8 @@ async def instances(
     models = await _supervisor(request).list_models()
     rows = []
     for uid, d in models.items():
+        if d.get("parent"):
+            continue  # a LoRA adapter: an instance only as part of its parent
         if model_uid and uid != model_uid:
             continue
         if model_name and d["model_name"] != model_name:

@@ -11,6 +11,7 @@ from .base import LLMEngine
 
 ENGINES: Dict[str, str] = {
     "llama.cpp": "xinference.model.llm.engines.llama_cpp:LlamaCppEngine",
+    "Transformers": "xinference.model.llm.engines.transformers_engine:TransformersEngine",
 }
 
 

@@ -1,0 +1,307 @@
+"""Continuous batching for a Hugging Face causal LM.
+
+One thread owns the model. Each step it:
+  1. drops sequences whose client went away,
+  2. takes waiting requests into free slots (up to `max_num_seqs`),
+  3. prefills new prompts: short ones together in one left-padded forward, a long one
+     alone in chunks of `prefill_chunk` tokens, so running streams stall for at most
+     one chunk; a prefilled sequence samples its first token and joins the batch,
+  4. runs one decode forward for every running sequence and samples each row with
+     its own parameters (and, with LoRA, its own adapter in the same batch).
+
+Prefill writes into a scratch `SlotKV`, whose rows are then copied into the batch's
+`SlotKV` (see slot_cache.py). Tokens become text through a `Detokenizer` and the
+shared `TextStream` (stop strings, coalescing).
+"""
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Set
+
+import torch
+
+from ....types import GenerationDelta, SamplingParams
+from .admission import Ticket, WaitQueue
+from .detokenize import Detokenizer
+from .slot_cache import SlotCache, SlotKV
+from .text_stream import TextStream
+from .torch_sampling import RowSampler, sample
+
+logger = logging.getLogger(__name__)
+
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+MAX_PACE_S = 0.25
+
+
+@dataclass
+class _Seq:
+    ticket: Ticket
+    prompt: List[int]
+    params: SamplingParams
+    sampler: RowSampler
+    detok: Detokenizer
+    text: TextStream
+    adapter: str
+    generated: int = 0
+    last: int = -1
+    done: bool = False
+
+
+@dataclass
+class _Prefill:
+    """New sequences being prefilled together (one, when its prompt is chunked)."""
+
+    seqs: List[_Seq]
+    kv: SlotKV
+    offset: int = 0  # prompt tokens already evaluated (chunked prefill)
+    adapters: List[str] = field(default_factory=list)
+
+
+class TransformersScheduler:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        n_layers: int,
+        device: Any,
+        max_num_seqs: int,
+        prefill_chunk: int,
+        max_queue: int,
+        queue_timeout_s: float,
+        stream_interval: float,
+        eos_ids: Set[int],
+        use_adapters: bool,
+        vocab_size: int,
+    ):
+        self._model = model
+        self._tok = tokenizer
+        self._n_layers = n_layers
+        self._device = device
+        self.max_num_seqs = max_num_seqs
+        self._chunk = prefill_chunk
+        self._stream_interval = stream_interval
+        self._eos = eos_ids
+        self._use_adapters = use_adapters
+        self._vocab = vocab_size
+        self._kv = SlotKV(max_num_seqs, n_layers)
+        self._cache = SlotCache(self._kv)
+        self._running: List[_Seq] = []
+        self._pending: List[_Seq] = []  # admitted, not yet prefilling
+        self._prefill: Optional[_Prefill] = None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.queue = WaitQueue(max_queue, queue_timeout_s, self._free_slots, self._wake)
+        self._thread = threading.Thread(target=self._loop, name="transformers-scheduler", daemon=True)
+        self._thread.start()
+
+    # ---- event-loop side -------------------------------------------------------------
+
+    def _busy(self) -> int:
+        return len(self._running) + len(self._pending) + (len(self._prefill.seqs) if self._prefill else 0)
+
+    def _free_slots(self) -> int:
+        return max(0, self.max_num_seqs - self._busy())
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def stats(self) -> Dict[str, Any]:
+        busy = self._busy()
+        return {
+            "slots_total": self.max_num_seqs,
+            "slots_busy": busy,
+            "slots_free": max(0, self.max_num_seqs - busy),
+            "queue_length": len(self.queue),
+            "kv_cache_bytes": self._kv.nbytes(),
+        }
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join()
+        for ticket in self.queue.drain():
+            ticket.emit(RuntimeError("the model was stopped"))
+
+    # ---- scheduler thread -----------------------------------------------------------
+
+    def _loop(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while not self._stopped and not (self._busy() or len(self.queue)):
+                        self._cond.wait()
+                    if self._stopped:
+                        break
+                self._step()
+        for seq in self._all():
+            seq.ticket.emit(RuntimeError("the model was stopped"))
+
+    def _all(self) -> List[_Seq]:
+        return self._running + self._pending + (self._prefill.seqs if self._prefill else [])
+
+    def _step(self) -> None:
+        self._drop_cancelled()
+        for ticket in self.queue.take(self._free_slots()):
+            self._pending.append(self._new_seq(ticket))
+        if self._prefill is None and self._pending:
+            self._prefill = self._group()
+        job = self._prefill
+        if job is not None:
+            try:
+                self._prefill_step(job)
+            except Exception as e:  # a bad prompt must not take the batch down
+                logger.exception("prefill failed")
+                self._prefill = None
+                for seq in job.seqs:
+                    seq.ticket.emit(e)
+        if self._running:
+            try:
+                self._decode_step()
+            except Exception as e:
+                logger.exception("decode step failed")
+                for seq in self._running:
+                    seq.ticket.emit(e)
+                self._running = []
+                self._kv = SlotKV(self.max_num_seqs, self._n_layers)
+                self._cache = SlotCache(self._kv)
+
+    def _new_seq(self, ticket: Ticket) -> _Seq:
+        prompt, params = ticket.request
+        stops = set(params.stop_token_ids)
+        banned = [t for t in self._eos | stops if t < self._vocab] if params.ignore_eos else []
+        seq = _Seq(
+            ticket=ticket,
+            prompt=prompt,
+            params=params,
+            sampler=RowSampler(params, prompt, banned),
+            detok=Detokenizer(self._tok, prompt),
+            text=TextStream(ticket.emit, params.stop, self._pace),
+            adapter=params.lora_name or BASE_ADAPTER,
+        )
+        return seq
+
+    def _pace(self) -> float:
+        # More streams, more wake-ups: let each stream's pieces grow with the batch.
+        return min(MAX_PACE_S, self._stream_interval * max(1.0, len(self._running) / 2))
+
+    def _drop_cancelled(self) -> None:
+        for i in range(len(self._running) - 1, -1, -1):
+            if self._running[i].ticket.cancelled:
+                self._remove(i)
+        self._pending = [s for s in self._pending if not s.ticket.cancelled]
+        job = self._prefill
+        if job is not None and all(s.ticket.cancelled for s in job.seqs):
+            self._prefill = None
+
+    def _remove(self, row: int) -> None:
+        self._kv.remove(row)
+        last = self._running.pop()
+        if row < len(self._running):
+            self._running[row] = last
+
+    # ---- prefill ------------------------------------------------------------------------
+
+    def _group(self) -> _Prefill:
+        """The next prefill job: as many pending prompts as fit one chunk when padded to
+        the longest, or the first one alone (chunked) when it does not fit by itself."""
+        seqs = [self._pending.pop(0)]
+        longest = len(seqs[0].prompt)
+        while self._pending and longest <= self._chunk:
+            n = max(longest, len(self._pending[0].prompt))
+            if n * (len(seqs) + 1) > self._chunk:
+                break
+            seqs.append(self._pending.pop(0))
+            longest = n
+        kv = SlotKV(len(seqs), self._n_layers, capacity=longest)
+        return _Prefill(seqs, kv, adapters=[s.adapter for s in seqs])
+
+    def _prefill_step(self, job: _Prefill) -> None:
+        longest = max(len(s.prompt) for s in job.seqs)
+        take = min(self._chunk, longest - job.offset) if len(job.seqs) == 1 else longest
+        rows = []
+        added = []
+        for seq in job.seqs:
+            part = seq.prompt[job.offset : job.offset + take]
+            rows.append([0] * (take - len(part)) + part)
+            added.append(len(part))
+        mask, pos = job.kv.prepare(added, self._device)
+        logits = self._forward(rows, mask, pos, SlotCache(job.kv), job.adapters)
+        job.kv.commit()
+        job.offset += take
+        if job.offset < longest:
+            return
+        self._prefill = None
+        tokens = sample(logits, [s.sampler for s in job.seqs])
+        for row, (seq, token) in enumerate(zip(job.seqs, tokens)):
+            if seq.ticket.cancelled:
+                continue
+            if not self._accept(seq, token):
+                self._kv.adopt(job.kv, row)
+                self._running.append(seq)
+
+    # ---- decode -------------------------------------------------------------------------
+
+    def _decode_step(self) -> None:
+        seqs = self._running
+        mask, pos = self._kv.prepare([1] * len(seqs), self._device)
+        logits = self._forward([[s.last] for s in seqs], mask, pos, self._cache, [s.adapter for s in seqs])
+        self._kv.commit()
+        tokens = sample(logits, [s.sampler for s in seqs])
+        finished = [i for i, (seq, token) in enumerate(zip(seqs, tokens)) if self._accept(seq, token)]
+        for i in reversed(finished):
+            self._remove(i)
+
+    def _forward(self, rows: List[List[int]], mask: torch.Tensor, pos: torch.Tensor, cache: SlotCache,
+                 adapters: Sequence[str]) -> torch.Tensor:
+        ids = torch.tensor(rows, dtype=torch.long, device=self._device)
+        kwargs: Dict[str, Any] = {}
+        if self._use_adapters:
+            kwargs["adapter_names"] = list(adapters)
+        out = self._model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+            use_cache=True, logits_to_keep=1, **kwargs,
+        )
+        return out.logits[:, -1, :]
+
+    # ---- one token ----------------------------------------------------------------------
+
+    def _accept(self, seq: _Seq, token: int) -> bool:
+        """Streams one sampled token; True when the sequence is over."""
+        seq.generated += 1
+        seq.last = token
+        seq.sampler.accept(token)
+        params = seq.params
+        reason: Optional[str] = None
+        if token in self._eos or token in params.stop_token_ids:
+            seq.text.feed(seq.detok.flush().encode("utf-8"))
+            reason = "stop"
+        elif seq.text.feed(seq.detok.add(token).encode("utf-8")):
+            reason = "stop"
+        elif params.max_tokens is not None and seq.generated >= params.max_tokens:
+            seq.text.feed(seq.detok.flush().encode("utf-8"))
+            reason = "length"
+        if reason is None:
+            return False
+        seq.done = True
+        seq.text.finish(GenerationDelta(
+            finish_reason=reason,  # type: ignore[arg-type]
+            prompt_tokens=len(seq.prompt),
+            completion_tokens=seq.generated,
+        ))
+        return True
+
+
+def eos_token_ids(tokenizer: Any, generation_config: Any) -> Set[int]:
+    """Every id that ends a generation: the tokenizer's eos and the model's own list."""
+    ids: Set[int] = set()
+    for source in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, (list, tuple)):
+            ids.update(int(i) for i in source)
+    return ids
+
