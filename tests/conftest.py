@@ -86,3 +86,13 @@ def tiny_lora_b(tmp_path_factory, tiny_llama):
 @pytest.fixture(scope="session")
 def tiny_qwen2_lora(tmp_path_factory, tiny_qwen2):
     return _lora(tmp_path_factory, tiny_qwen2, "tiny-qwen2-lora", 3)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_gguf(tmp_path_factory, tiny_llama):
+    """tiny_llama as an F32 GGUF file (tests/tiny_gguf.py); returns the file's path."""
+    _need_hf("gguf")
+    from tests.tiny_gguf import build_tiny_llama_gguf
+
+    out_dir = tmp_path_factory.mktemp("tiny-llama-gguf")
+    return build_tiny_llama_gguf(tiny_llama, out_dir / "tiny-llama-F32.gguf")

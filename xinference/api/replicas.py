@@ -24,6 +24,8 @@ from ..errors import TooManyRequestsError
 CONNECTION_ERRORS = (ServerClosed, ConnectionError, ActorNotExist, OSError)
 # What a replica reports about its engine's load (see LLMEngine.stats).
 LOAD_KEYS = ("slots_total", "slots_busy", "slots_free", "queue_length")
+# What a replica reports about how its engine runs the model (the same on every replica).
+ENGINE_KEYS = ("device", "dtype")
 LOAD_TIMEOUT_S = 2.0
 
 
@@ -101,13 +103,17 @@ class ReplicaRouter:
             for r, load in zip(route.replicas, loads)
         ]
 
-    async def load(self, model: str) -> Dict[str, int]:
-        """Slots and queue summed over the replicas: {} if none answered."""
-        total: Dict[str, int] = {}
+    async def load(self, model: str) -> Dict[str, Any]:
+        """Slots and queue summed over the replicas, and the engine's device and dtype:
+        {} if none answered."""
+        total: Dict[str, Any] = {}
         for row in await self.stats(model):
             for key in LOAD_KEYS:
                 if key in row:
                     total[key] = total.get(key, 0) + int(row[key])
+            for key in ENGINE_KEYS:
+                if key in row:
+                    total.setdefault(key, row[key])
         return total
 
     @staticmethod
@@ -116,7 +122,7 @@ class ReplicaRouter:
             desc = await asyncio.wait_for(replica.ref.describe(), LOAD_TIMEOUT_S)
         except (asyncio.TimeoutError, *CONNECTION_ERRORS):
             return {}
-        return {k: desc[k] for k in LOAD_KEYS if k in desc}
+        return {k: desc[k] for k in (*LOAD_KEYS, *ENGINE_KEYS) if k in desc}
 
     def invalidate(self, model: str) -> None:
         """Forgets where `model` lives, and every other name that led to the same model."""

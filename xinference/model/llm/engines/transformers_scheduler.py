@@ -234,7 +234,6 @@ class TransformersScheduler:
         job.offset += take
         if job.offset < longest:
             return
-        self._prefill = None
         tokens = sample(logits, [s.sampler for s in job.seqs])
         for row, (seq, token) in enumerate(zip(job.seqs, tokens)):
             if seq.ticket.cancelled:
@@ -242,6 +241,8 @@ class TransformersScheduler:
             if not self._accept(seq, token):
                 self._kv.adopt(job.kv, row)
                 self._running.append(seq)
+        # only now: until here the job's sequences count as busy slots
+        self._prefill = None
 
     # ---- decode -------------------------------------------------------------------------
 
