@@ -7,6 +7,8 @@ position, a mask or a KV column mixed up).
 """
 
 import asyncio
+import json
+import shutil
 import time
 from contextlib import asynccontextmanager
 
@@ -168,13 +170,27 @@ async def test_lora_adapters_change_the_output_and_share_a_batch(tiny_llama, tin
         assert [t for t, _ in mixed] == [solo[n] for n in cases]
         with pytest.raises(InvalidRequestError, match="no LoRA adapter 'c'"):
             await run(llm.engine, ids, max_tokens=2, lora_name="c")
+        eos = sorted(llm.engine._scheduler._eos)
+    # the same tokens as peft's own LoRA model, turned into text our way
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from xinference.model.llm.engines.detokenize import Detokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    for name, path in (("a", tiny_lora_a), ("b", tiny_lora_b)):
+        ref = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), path)
+        out = ref.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                           max_new_tokens=16, do_sample=False, suppress_tokens=eos)
+        detok = Detokenizer(tok, ids)
+        assert solo[name] == "".join(detok.add(t) for t in out[0, len(ids):].tolist()) + detok.flush()
     async with loaded(tiny_llama, "llama") as llm:  # the base alone, without peft
         plain, _ = await run(llm.engine, ids, temperature=0, max_tokens=16, ignore_eos=True)
         assert plain == solo[None]
 
 
 @pytest.mark.timeout(60)
-async def test_bad_launch_options_are_clear_errors(tiny_llama, tmp_path):
+async def test_bad_launch_options_are_clear_errors(tiny_llama, tiny_lora_a, tmp_path):
     with pytest.raises(InvalidRequestError, match="dtype must be"):
         async with loaded(tiny_llama, dtype="float8"):
             pass
@@ -186,6 +202,24 @@ async def test_bad_launch_options_are_clear_errors(tiny_llama, tmp_path):
             pass
     with pytest.raises(InvalidRequestError, match="could not load"):
         async with loaded(str(tmp_path)):
+            pass
+    # an adapter made for a wider model, and one that is not plain LoRA
+    from safetensors.torch import load_file, save_file
+
+    wide = tmp_path / "wide"
+    shutil.copytree(tiny_lora_a, wide)
+    weights = load_file(str(wide / "adapter_model.safetensors"))
+    weights = {k: torch.zeros(v.shape[0], 2 * v.shape[1]) if "lora_A" in k else v for k, v in weights.items()}
+    save_file(weights, str(wide / "adapter_model.safetensors"))
+    with pytest.raises(InvalidRequestError, match="do not fit the layer"):
+        async with loaded(tiny_llama, lora_list=[LoRASpec(lora_name="w", local_path=str(wide))]):
+            pass
+    dora = tmp_path / "dora"
+    shutil.copytree(tiny_lora_a, dora)
+    config = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(InvalidRequestError, match="uses use_dora"):
+        async with loaded(tiny_llama, lora_list=[LoRASpec(lora_name="d", local_path=str(dora))]):
             pass
 
 

@@ -14,6 +14,7 @@ import xoscar as xo
 
 from ..errors import InvalidRequestError, ModelNotReadyError
 from ..model.llm.engines import get_engine_class
+from ..model.llm.engines.base import LLMEngine
 from ..model.llm.launch import LaunchPlan
 from ..model.llm.llm import LLM
 from ..model.llm.resolve import resolve_model_path
@@ -40,6 +41,7 @@ class ModelActor(xo.StatelessActor):
         self._plan = LaunchPlan.model_validate(plan)
         self._llm: Optional[LLM] = None
         self._progress = 0.0
+        self._loading: Optional[LLMEngine] = None
         self._inflight = 0
         self._served = 0
         self._created = time.time()
@@ -59,13 +61,20 @@ class ModelActor(xo.StatelessActor):
             path, plan.family, plan.spec, plan.quantization, int(plan.n_gpu or 0),
             lora_list=plan.lora_list, **plan.engine_kwargs
         )
-        await engine.load()
+        self._loading = engine
+        try:
+            await engine.load()
+        finally:
+            self._loading = None
         self._llm = LLM(engine)
         self._progress = 1.0
         logger.info("replica %s loaded %s with %s", self._replica_uid, path, plan.engine)
         return await self.describe()
 
     async def progress(self) -> float:
+        engine = self._loading
+        if engine is not None:  # resolving the weights took the first 30%
+            return 0.3 + 0.7 * max(0.0, min(1.0, engine.load_progress))
         return self._progress
 
     async def describe(self) -> Dict[str, Any]:

@@ -94,7 +94,7 @@ def plan_launch(
             if not cls.is_installed():
                 raise InvalidRequestError(
                     f"Engine {name} is not installed on this machine: "
-                    f"`pip install 'xinference[{name.replace('.', '_')}]'`.",
+                    f"`pip install 'xinference[{name.lower().replace('.', '_')}]'`.",
                     param="model_engine",
                 )
             unknown = sorted(set(engine_kwargs or {}) - set(cls.launch_kwargs))

@@ -8,7 +8,8 @@ engine that cannot interleave them queues them itself.
 Hooks, in the order they are called:
   match(family, spec, quantization)  can this engine run that spec? (cheap, no imports)
   __init__(model_path, family, spec, quantization, n_gpu, lora_list, **launch_kwargs)
-  await load()                        load weights (heavy imports happen here)
+  await load()                        load weights (heavy imports happen here),
+                                      moving `load_progress` from 0 to 1 if it can
   tokenize(text, add_bos)             token ids, used for context checks and usage
   chat_template()                     the model's own chat template, if it ships one
   generate(prompt_ids, params)        async iterator of deltas; the last has finish_reason
@@ -56,6 +57,8 @@ class LLMEngine(ABC):
         self.spec = spec
         self.quantization = quantization
         self.kwargs: Dict[str, Any] = kwargs
+        # how far load() has come, 0 to 1, for launch progress bars
+        self.load_progress = 0.0
 
     @property
     @abstractmethod

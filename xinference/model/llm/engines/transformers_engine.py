@@ -3,10 +3,11 @@
 Loads a model folder (`pytorch` specs) with AutoTokenizer + AutoModelForCausalLM, or
 a GGUF file that transformers can dequantize (`ggufv2` specs). Requests are batched
 by a scheduler thread (transformers_scheduler.py) behind the same bounded queue as
-the llama.cpp engine. LoRA adapters (peft) are loaded next to the base model and
-picked per request; rows for different adapters share one batch.
+the llama.cpp engine. LoRA adapters (saved by peft) are wrapped into the model's
+linear layers (lora.py) and picked per request; rows for different adapters share one
+batch.
 
-torch, transformers and peft are imported only in `load()`.
+torch and transformers are imported only in `load()`.
 """
 
 import asyncio
@@ -92,6 +93,7 @@ class TransformersEngine(LLMEngine):
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
         opts = self.kwargs
+        self.load_progress = 0.05  # torch and transformers imported
         device = self.device = _pick_device(torch, opts.get("device"), self.n_gpu)
         dtype_name = self.dtype = _pick_dtype(torch, opts.get("dtype") or opts.get("torch_dtype"), device)
         if opts.get("n_threads"):
@@ -99,16 +101,25 @@ class TransformersEngine(LLMEngine):
         remote = bool(opts.get("trust_remote_code", False))
         folder, gguf = _split_path(self.model_path)
         extra: Dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+        # Several GPUs for one replica: accelerate spreads the layers over them.
+        spread = device == "cuda" and self.n_gpu > 1 and torch.cuda.device_count() > 1
         try:
             tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=remote, **extra)
+            # a GGUF tokenizer takes ~40% of a GGUF load, a folder's a few percent
+            self.load_progress = 0.4 if gguf else 0.1
             model: Any = AutoModelForCausalLM.from_pretrained(
-                folder, dtype=getattr(torch, dtype_name), trust_remote_code=remote, **extra,
+                folder, dtype=getattr(torch, dtype_name), trust_remote_code=remote,
+                **({"device_map": "auto"} if spread else {}), **extra,
             )
         except (OSError, ValueError, KeyError) as e:
             raise InvalidRequestError(
                 f"transformers could not load {self.model_path}: {e}", param="model_path"
             ) from None
-        model.to(device).eval()
+        self.load_progress = 0.9
+        if not spread:
+            model.to(device)
+        model.eval()
+        device = str(model.get_input_embeddings().weight.device)
         try:
             gen_config = GenerationConfig.from_pretrained(folder)
         except OSError:
@@ -118,8 +129,11 @@ class TransformersEngine(LLMEngine):
         positions = getattr(text_config, "max_position_embeddings", None) or self.family.context_length
         limit = opts.get("max_model_len")
         self._context = int(min(positions, limit)) if limit else int(positions)
+        lora = None
         if self.lora_list:
-            model = self._attach_adapters(model)
+            from .lora import LoRASet
+
+            lora = LoRASet(model, self.lora_list)
         self._tok, self._model = tok, model
 
         from .transformers_scheduler import TransformersScheduler, eos_token_ids
@@ -137,27 +151,10 @@ class TransformersEngine(LLMEngine):
             queue_timeout_s=float(opts.get("queue_timeout_s") or DEFAULT_QUEUE_TIMEOUT_S),
             stream_interval=float(opts.get("stream_interval", DEFAULT_STREAM_INTERVAL)),
             eos_ids=eos_token_ids(tok, gen_config),
-            use_adapters=bool(self.lora_list),
+            lora=lora,
             vocab_size=int(model.get_output_embeddings().weight.shape[0]),
         )
-
-    def _attach_adapters(self, model: Any) -> Any:
-        try:
-            from peft import PeftModel
-        except ImportError:
-            raise InvalidRequestError(
-                "LoRA adapters need the peft package: `pip install peft`.", param="peft_model_config"
-            ) from None
-        first, *rest = self.lora_list
-        try:
-            model = PeftModel.from_pretrained(model, first.local_path, adapter_name=first.lora_name)
-            for lora in rest:
-                model.load_adapter(lora.local_path, adapter_name=lora.lora_name)
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            raise InvalidRequestError(
-                f"Could not load the LoRA adapters onto this model: {e}", param="peft_model_config"
-            ) from None
-        return model.eval()
+        self.load_progress = 1.0
 
     # ---- serving ----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ One thread owns the model. Each step it:
      alone in chunks of `prefill_chunk` tokens, so running streams stall for at most
      one chunk; a prefilled sequence samples its first token and joins the batch,
   4. runs one decode forward for every running sequence and samples each row with
-     its own parameters (and, with LoRA, its own adapter in the same batch).
+     its own parameters (and, with LoRA, its own adapter in the same batch: lora.py).
 
 Prefill writes into a scratch `SlotKV`, whose rows are then copied into the batch's
 `SlotKV` (see slot_cache.py). Tokens become text through a `Detokenizer` and the
@@ -30,7 +30,6 @@ from .torch_sampling import RowSampler, sample
 
 logger = logging.getLogger(__name__)
 
-BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 MAX_PACE_S = 0.25
 
 
@@ -42,7 +41,7 @@ class _Seq:
     sampler: RowSampler
     detok: Detokenizer
     text: TextStream
-    adapter: str
+    adapter: Optional[str]
     generated: int = 0
     last: int = -1
     done: bool = False
@@ -55,7 +54,7 @@ class _Prefill:
     seqs: List[_Seq]
     kv: SlotKV
     offset: int = 0  # prompt tokens already evaluated (chunked prefill)
-    adapters: List[str] = field(default_factory=list)
+    adapters: List[Optional[str]] = field(default_factory=list)
 
 
 class TransformersScheduler:
@@ -72,7 +71,7 @@ class TransformersScheduler:
         queue_timeout_s: float,
         stream_interval: float,
         eos_ids: Set[int],
-        use_adapters: bool,
+        lora: Any,
         vocab_size: int,
     ):
         self._model = model
@@ -83,7 +82,7 @@ class TransformersScheduler:
         self._chunk = prefill_chunk
         self._stream_interval = stream_interval
         self._eos = eos_ids
-        self._use_adapters = use_adapters
+        self._lora = lora  # a LoRASet, or None
         self._vocab = vocab_size
         self._kv = SlotKV(max_num_seqs, n_layers)
         self._cache = SlotCache(self._kv)
@@ -180,7 +179,7 @@ class TransformersScheduler:
             sampler=RowSampler(params, prompt, banned),
             detok=Detokenizer(self._tok, prompt),
             text=TextStream(ticket.emit, params.stop, self._pace),
-            adapter=params.lora_name or BASE_ADAPTER,
+            adapter=params.lora_name,
         )
         return seq
 
@@ -257,14 +256,13 @@ class TransformersScheduler:
             self._remove(i)
 
     def _forward(self, rows: List[List[int]], mask: torch.Tensor, pos: torch.Tensor, cache: SlotCache,
-                 adapters: Sequence[str]) -> torch.Tensor:
+                 adapters: Sequence[Optional[str]]) -> torch.Tensor:
         ids = torch.tensor(rows, dtype=torch.long, device=self._device)
-        kwargs: Dict[str, Any] = {}
-        if self._use_adapters:
-            kwargs["adapter_names"] = list(adapters)
+        if self._lora is not None:
+            self._lora.select(adapters, self._device)
         out = self._model(
             input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-            use_cache=True, logits_to_keep=1, **kwargs,
+            use_cache=True, logits_to_keep=1,
         )
         return out.logits[:, -1, :]
 
