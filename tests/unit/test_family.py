@@ -94,3 +94,11 @@ def test_lora_needs_an_engine_that_loads_adapters():
         plan_launch("gemma-3", peft_model_config={"lora_list": [{"lora_name": "x"}]})
     with pytest.raises(InvalidRequestError, match="not supported"):
         plan_launch("gemma-3", peft_model_config={"image_lora_load_kwargs": {"a": 1}})
+
+
+def test_model_templates_get_the_hugging_face_extras():
+    template = ("{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}"
+                "{{ m.content | tojson }}{% if loop.index > 2 %}{% break %}{% endif %}{% endfor %}")
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "你好"},
+                {"role": "assistant", "content": "<b>"}, {"role": "user", "content": "never"}]
+    assert render_chat(template, messages) == '"你好""<b>"'

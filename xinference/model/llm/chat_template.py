@@ -1,5 +1,11 @@
-"""Renders a family's Jinja chat template into a prompt."""
+"""Renders a chat template (a family's, or a model's own) into a prompt.
 
+The environment matches what Hugging Face templates are written against: trimmed
+blocks, `break`/`continue` in loops, `raise_exception`, `strftime_now`, and a
+`tojson` that keeps non-ASCII text as is.
+"""
+
+import json
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Dict, List
@@ -18,9 +24,16 @@ def _raise_exception(message: str) -> None:
     raise _TemplateRaised(message)
 
 
+def _tojson(value: Any, indent: Any = None, separators: Any = None, sort_keys: bool = False) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
 @lru_cache(maxsize=32)
 def _compile(source: str):
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     # Hugging Face templates may stamp today's date into the system prompt.
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
