@@ -13,12 +13,18 @@ import asyncio
 import threading
 import time
 from collections import deque
-from typing import Any, AsyncIterator, Callable, Deque, List
+from typing import Any, AsyncIterator, Callable, Deque, Dict, List
 
 from ....errors import ServerBusyError, TooManyRequestsError
 from ....types import GenerationDelta
 
 _ADMITTED = object()
+
+
+def load_figures(slots: int, busy: int, queue: "WaitQueue") -> Dict[str, int]:
+    """What a batching engine reports for describe (see api/replicas.py LOAD_KEYS)."""
+    return {"slots_total": slots, "slots_busy": busy, "slots_free": max(0, slots - busy),
+            "queue_length": len(queue)}
 
 
 class Ticket:

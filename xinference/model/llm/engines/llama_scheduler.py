@@ -22,14 +22,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
-from .admission import Ticket, WaitQueue
+from .admission import Ticket, WaitQueue, load_figures
 from .llama_sampling import build_sampler
-from .text_stream import TextStream
+from .text_stream import TextStream, paced_interval
 
 logger = logging.getLogger(__name__)
 
 # Upper bound of the load-scaled streaming interval (see LlamaScheduler._pace).
-MAX_STREAM_INTERVAL = 0.25
 
 
 class _Seq:
@@ -101,13 +100,7 @@ class LlamaScheduler:
     # -- event-loop side ---------------------------------------------------------
 
     def stats(self) -> Dict[str, int]:
-        busy = self._busy()
-        return {
-            "slots_total": len(self._slots),
-            "slots_busy": busy,
-            "slots_free": len(self._slots) - busy,
-            "queue_length": len(self.queue),
-        }
+        return load_figures(len(self._slots), self._busy(), self.queue)
 
     def stop(self) -> None:
         """Ends the thread; running and waiting requests get an error. Blocking."""
@@ -125,10 +118,7 @@ class LlamaScheduler:
         self._lib.llama_batch_free(self._batch)
 
     def _pace(self) -> float:
-        """Seconds between two pieces of one stream. Every piece costs an RPC and an
-        SSE write on the CPU the decoder needs: with more streams each one is sent a
-        little less often, so the total rate of pieces stays about the same."""
-        return min(MAX_STREAM_INTERVAL, self._stream_interval * max(1.0, self._busy() / 2))
+        return paced_interval(self._stream_interval, self._busy())
 
     def _busy(self) -> int:
         return sum(1 for s in self._slots if s.seq is not None)

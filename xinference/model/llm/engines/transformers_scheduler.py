@@ -21,16 +21,16 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 import torch
 
+from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
-from .admission import Ticket, WaitQueue
+from .admission import Ticket, WaitQueue, load_figures
 from .detokenize import Detokenizer
 from .slot_cache import SlotCache, SlotKV
-from .text_stream import TextStream
+from .text_stream import TextStream, paced_interval
 from .torch_sampling import RowSampler, sample
 
 logger = logging.getLogger(__name__)
 
-MAX_PACE_S = 0.25
 
 
 @dataclass
@@ -108,14 +108,8 @@ class TransformersScheduler:
             self._cond.notify()
 
     def stats(self) -> Dict[str, Any]:
-        busy = self._busy()
-        return {
-            "slots_total": self.max_num_seqs,
-            "slots_busy": busy,
-            "slots_free": max(0, self.max_num_seqs - busy),
-            "queue_length": len(self.queue),
-            "kv_cache_bytes": self._kv.nbytes(),
-        }
+        return {**load_figures(self.max_num_seqs, self._busy(), self.queue),
+                "kv_cache_bytes": self._kv.nbytes()}
 
     def stop(self) -> None:
         with self._cond:
@@ -123,7 +117,7 @@ class TransformersScheduler:
             self._cond.notify()
         self._thread.join()
         for ticket in self.queue.drain():
-            ticket.emit(RuntimeError("the model was stopped"))
+            ticket.emit(XinferenceError("The model is shutting down."))
 
     # ---- scheduler thread -----------------------------------------------------------
 
@@ -137,7 +131,7 @@ class TransformersScheduler:
                         break
                 self._step()
         for seq in self._all():
-            seq.ticket.emit(RuntimeError("the model was stopped"))
+            seq.ticket.emit(XinferenceError("The model is shutting down."))
 
     def _all(self) -> List[_Seq]:
         return self._running + self._pending + (self._prefill.seqs if self._prefill else [])
@@ -184,8 +178,7 @@ class TransformersScheduler:
         return seq
 
     def _pace(self) -> float:
-        # More streams, more wake-ups: let each stream's pieces grow with the batch.
-        return min(MAX_PACE_S, self._stream_interval * max(1.0, len(self._running) / 2))
+        return paced_interval(self._stream_interval, len(self._running))
 
     def _drop_cancelled(self) -> None:
         for i in range(len(self._running) - 1, -1, -1):
