@@ -7,7 +7,8 @@ from fastapi import FastAPI
 from .. import __version__
 from .errors import install_error_handlers
 from .replicas import ReplicaRouter
-from .routers import cluster, models, openai
+from .retrieval_serving import RetrievalServing
+from .routers import cluster, models, openai, retrieval
 from .serving import LLMServing
 
 
@@ -21,8 +22,10 @@ def create_app(supervisor: Any, supervisor_address: str) -> FastAPI:
     app.state.supervisor_address = supervisor_address
     app.state.router = ReplicaRouter(supervisor)
     app.state.serving = LLMServing(app.state.router)
+    app.state.retrieval = RetrievalServing(app.state.router)
     install_error_handlers(app)
     app.include_router(cluster.router)
     app.include_router(models.router)
     app.include_router(openai.router)
+    app.include_router(retrieval.router)
     return app

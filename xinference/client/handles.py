@@ -46,3 +46,30 @@ class ChatModelHandle(GenerateModelHandle):
         if tools is not None:
             body["tools"] = tools
         return self._post("/v1/chat/completions", body, "generate chat completion")
+
+
+class EmbeddingModelHandle(ModelHandle):
+    def create_embedding(self, input: Union[str, List[Any]], **kwargs: Any) -> Dict[str, Any]:
+        """Embeddings of `input` (a text, texts, or token ids), in the OpenAI shape."""
+        body: Dict[str, Any] = {"model": self._model_uid, "input": input, **kwargs}
+        return self._post("/v1/embeddings", body, "create the embeddings")  # type: ignore[return-value]
+
+
+class RerankModelHandle(ModelHandle):
+    def rerank(
+        self,
+        documents: List[str],
+        query: str,
+        top_n: Optional[int] = None,
+        max_chunks_per_doc: Optional[int] = None,
+        return_documents: Optional[bool] = None,
+        return_len: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Dict[str, Any]:
+        """`documents` ordered by relevance to `query`: {"id", "results", "meta"}."""
+        body: Dict[str, Any] = {
+            "model": self._model_uid, "documents": documents, "query": query, "top_n": top_n,
+            "max_chunks_per_doc": max_chunks_per_doc, "return_documents": return_documents,
+            "return_len": return_len, **kwargs,
+        }
+        return self._post("/v1/rerank", body, "rerank documents")  # type: ignore[return-value]

@@ -8,7 +8,13 @@ import requests
 
 from ..constants import ENDPOINT_ENV
 from .common import check
-from .handles import ChatModelHandle, GenerateModelHandle, ModelHandle
+from .handles import (
+    ChatModelHandle,
+    EmbeddingModelHandle,
+    GenerateModelHandle,
+    ModelHandle,
+    RerankModelHandle,
+)
 
 
 class Client:
@@ -103,6 +109,10 @@ class Client:
 
     def get_model(self, model_uid: str) -> ModelHandle:
         desc = self.describe_model(model_uid)
+        if desc.get("model_type") == "embedding":
+            return EmbeddingModelHandle(model_uid, self.base_url, self._session, self._headers)
+        if desc.get("model_type") == "rerank":
+            return RerankModelHandle(model_uid, self.base_url, self._session, self._headers)
         if desc.get("model_type") != "LLM":
             raise ValueError(f"Unsupported model type {desc.get('model_type')!r}")
         cls = ChatModelHandle if "chat" in desc["model_ability"] else GenerateModelHandle

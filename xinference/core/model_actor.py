@@ -15,9 +15,8 @@ import xoscar as xo
 from ..errors import InvalidRequestError, ModelNotReadyError
 from ..model.llm.engines import get_engine_class
 from ..model.llm.engines.base import LLMEngine
-from ..model.llm.launch import LaunchPlan
 from ..model.llm.llm import LLM
-from ..model.llm.resolve import resolve_model_path
+from ..model.plans import load_plan
 from ..types import GenerationDelta, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -38,8 +37,10 @@ class ModelActor(xo.StatelessActor):
     def __init__(self, replica_uid: str, plan: Dict[str, Any]):
         super().__init__()
         self._replica_uid = replica_uid
-        self._plan = LaunchPlan.model_validate(plan)
+        self._plan = load_plan(plan)
         self._llm: Optional[LLM] = None
+        # an embedding or rerank model (what the plan's `create` makes)
+        self._model: Any = None
         self._progress = 0.0
         self._loading: Optional[LLMEngine] = None
         self._inflight = 0
@@ -52,10 +53,20 @@ class ModelActor(xo.StatelessActor):
     async def load(self) -> Dict[str, Any]:
         plan = self._plan
         self._progress = 0.1
-        path = await asyncio.to_thread(
-            resolve_model_path, plan.family, plan.spec, plan.quantization, plan.model_path
-        )
+        path = await asyncio.to_thread(plan.resolve_weights)
         self._progress = 0.3
+        if plan.model_type == "LLM":
+            await self._load_llm(path)
+        else:
+            model = plan.create(path)
+            await model.load()
+            self._model = model
+        self._progress = 1.0
+        logger.info("replica %s loaded %s with %s", self._replica_uid, path, plan.engine)
+        return await self.describe()
+
+    async def _load_llm(self, path: str) -> None:
+        plan = self._plan
         engine_cls = get_engine_class(plan.engine)
         engine = engine_cls(
             path, plan.family, plan.spec, plan.quantization, int(plan.n_gpu or 0),
@@ -67,9 +78,6 @@ class ModelActor(xo.StatelessActor):
         finally:
             self._loading = None
         self._llm = LLM(engine)
-        self._progress = 1.0
-        logger.info("replica %s loaded %s with %s", self._replica_uid, path, plan.engine)
-        return await self.describe()
 
     async def progress(self) -> float:
         engine = self._loading
@@ -78,23 +86,63 @@ class ModelActor(xo.StatelessActor):
         return self._progress
 
     async def describe(self) -> Dict[str, Any]:
+        if self._model is not None:
+            stats = self._model.stats()
+        else:
+            stats = self._llm.engine.stats() if self._llm else {}
         return {
             "replica_uid": self._replica_uid,
             "context_length": self._llm.engine.context_length if self._llm else None,
             "inflight": self._inflight,
             "served": self._served,
-            "ready": self._llm is not None,
-            **(self._llm.engine.stats() if self._llm else {}),
+            "ready": self._llm is not None or self._model is not None,
+            **stats,
         }
 
     async def close(self) -> None:
         if self._llm is not None:
             llm, self._llm = self._llm, None
             await llm.engine.close()
+        if self._model is not None:
+            model, self._model = self._model, None
+            await model.close()
+
+    def _require(self, model_type: str, endpoint: str) -> None:
+        """A request for another model type: a 400 that says which endpoint fits."""
+        have = self._plan.model_type
+        if have != model_type:
+            fits = {"LLM": "/v1/chat/completions or /v1/completions", "embedding": "/v1/embeddings",
+                    "rerank": "/v1/rerank"}[have]
+            raise InvalidRequestError(
+                f"Model {self._plan.model_name} is a {have} model: {endpoint} needs a {model_type} "
+                f"model; use {fits}.",
+                param="model",
+            )
+        if self._llm is None and self._model is None:
+            raise ModelNotReadyError(f"Replica {self._replica_uid} is still loading.")
+
+    async def _count(self, call: Any) -> Any:
+        self._inflight += 1
+        try:
+            return await call
+        finally:
+            self._inflight -= 1
+            self._served += 1
+
+    async def embed(self, inputs: List[Any], truncate: bool = False,
+                    dimensions: Optional[int] = None) -> Dict[str, Any]:
+        self._require("embedding", "/v1/embeddings")
+        return await self._count(self._model.embed(inputs, truncate, dimensions))
+
+    async def rerank(self, query: str, documents: List[str], top_n: Optional[int] = None,
+                     return_documents: bool = False, return_len: bool = False) -> Dict[str, Any]:
+        self._require("rerank", "/v1/rerank")
+        return await self._count(self._model.rerank(query, documents, top_n, return_documents, return_len))
 
     def _prompt(self, kind: str, payload: Any, template_kwargs: Optional[Dict]) -> List[int]:
-        if self._llm is None:
-            raise ModelNotReadyError(f"Replica {self._replica_uid} is still loading.")
+        endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+        self._require("LLM", endpoint)
+        assert self._llm is not None
         if kind == "chat":
             return self._llm.chat_prompt(payload, template_kwargs)
         if kind == "completion":

@@ -4,8 +4,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ..model.llm.launch import LaunchPlan
-
 
 @dataclass
 class WorkerRecord:
@@ -36,7 +34,7 @@ class ReplicaRecord:
 @dataclass
 class ModelRecord:
     model_uid: str
-    plan: LaunchPlan
+    plan: Any  # a plan of model/plans.py (LLM, embedding or rerank)
     replicas: List[ReplicaRecord]
     request_limits: Optional[int] = None
     created: float = field(default_factory=time.time)
@@ -44,7 +42,7 @@ class ModelRecord:
 
     @property
     def lora_names(self) -> List[str]:
-        return [spec.lora_name for spec in self.plan.lora_list]
+        return [spec.lora_name for spec in getattr(self.plan, "lora_list", [])]
 
     @property
     def ready(self) -> bool:
@@ -58,25 +56,11 @@ class ModelRecord:
 
     def describe(self) -> Dict[str, Any]:
         plan = self.plan
-        family, spec = plan.family, plan.spec
-        ctx = next((r.context_length for r in self.replicas if r.context_length), None)
-        return {
+        desc: Dict[str, Any] = {
             "model_uid": self.model_uid,
-            "model_type": "LLM",
             "address": self.replicas[0].worker_address if self.replicas else None,
             "accelerators": [],
-            "model_name": family.model_name,
-            "model_lang": family.model_lang,
-            "model_ability": family.model_ability,
-            "model_description": family.model_description,
-            "model_format": spec.model_format,
-            "model_size_in_billions": spec.model_size_in_billions,
-            "model_family": family.model_name,
-            "quantization": plan.quantization,
-            "model_hub": spec.model_hub,
-            "revision": spec.model_revision,
-            "context_length": ctx or family.context_length,
-            "model_engine": plan.engine,
+            **plan.describe_fields(),
             "replica": len(self.replicas),
             "status": self.status,
             "request_limits": self.request_limits,
@@ -89,8 +73,12 @@ class ModelRecord:
                 for r in self.replicas
             ],
             "created": int(self.created),
-            "lora_adapters": [spec.model_dump() for spec in plan.lora_list],
         }
+        if plan.model_type == "LLM":
+            ctx = next((r.context_length for r in self.replicas if r.context_length), None)
+            desc["context_length"] = ctx or desc["context_length"]
+            desc["lora_adapters"] = [spec.model_dump() for spec in plan.lora_list]
+        return desc
 
     def describe_adapter(self, lora_name: str) -> Dict[str, Any]:
         """One of this model's LoRA adapters, as a model of its own: the base model's

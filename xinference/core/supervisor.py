@@ -17,8 +17,9 @@ from ..errors import (
     ModelNotReadyError,
     XinferenceError,
 )
-from ..model.llm.family import builtin_families, get_family
-from ..model.llm.launch import LaunchPlan, engine_params, plan_launch
+from ..model.llm.family import get_family
+from ..model.llm.launch import engine_params
+from ..model.plans import families, load_plan, model_type_name, plan_model
 from ..types import LoRASpec
 from .placement import WorkerView, choose_workers
 from .records import ModelRecord, ReplicaRecord, WorkerRecord
@@ -82,7 +83,7 @@ class SupervisorActor(xo.StatelessActor):
         if record is None:
             record = ModelRecord(
                 model_uid=model_uid,
-                plan=LaunchPlan.model_validate(report["plan"]),
+                plan=load_plan(report["plan"]),
                 replicas=[],
                 request_limits=meta.get("request_limits"),
             )
@@ -154,8 +155,8 @@ class SupervisorActor(xo.StatelessActor):
                 f"{owner.model_uid}; model uids and adapter names share one namespace.",
                 param="model_uid",
             )
-        plan = plan_launch(**req)
-        self._check_lora_names(model_uid, plan.lora_list)
+        plan = plan_model(req.pop("model_type", "LLM"), **req)
+        self._check_lora_names(model_uid, getattr(plan, "lora_list", []))
         addresses = choose_workers(
             [
                 WorkerView(
@@ -277,7 +278,7 @@ class SupervisorActor(xo.StatelessActor):
         if owner is not None:
             return owner, model
         if by_name:
-            named = [r for r in self._models.values() if r.plan.family.model_name == model]
+            named = [r for r in self._models.values() if r.plan.model_name == model]
             if len(named) == 1:
                 return named[0], None
         raise self._not_found(model)
@@ -382,7 +383,7 @@ class SupervisorActor(xo.StatelessActor):
 
     async def list_model_registrations(self, model_type: str, detailed: bool = False) -> List[Dict[str, Any]]:
         rows = []
-        for name, family in sorted(_families(model_type).items()):
+        for name, family in sorted(families(model_type).items()):
             row: Dict[str, Any] = {"model_name": name, "is_builtin": True}
             if detailed:
                 row.update(family.model_dump())
@@ -390,8 +391,14 @@ class SupervisorActor(xo.StatelessActor):
         return rows
 
     async def get_model_registration(self, model_type: str, model_name: str) -> Dict[str, Any]:
-        _families(model_type)
-        return get_family(model_name).model_dump()
+        if model_type_name(model_type) == "LLM":
+            return get_family(model_name).model_dump()
+        found = families(model_type).get(model_name)
+        if found is None:
+            raise ModelNotFoundError(
+                f"No {model_type} model named {model_name!r}.", param="model_name", code="model_not_found"
+            )
+        return found.model_dump()
 
     async def query_engines(self, model_name: str) -> Dict[str, List[Dict[str, Any]]]:
         engines: Dict[str, List[Dict[str, Any]]] = {}
@@ -405,14 +412,6 @@ def _retrieve(task: asyncio.Task) -> None:
     # `_failed` and logged here instead of as "exception was never retrieved".
     if not task.cancelled() and task.exception() is not None:
         logger.error("launch failed: %s", task.exception())
-
-
-def _families(model_type: str):
-    if model_type.lower() != "llm":
-        raise InvalidRequestError(
-            f"Unsupported model type {model_type!r}; supported: LLM.", param="model_type"
-        )
-    return builtin_families()
 
 
 __all__ = ["SupervisorActor", "SUPERVISOR_UID"]

@@ -8,8 +8,7 @@ import xoscar as xo
 
 from ..constants import HEARTBEAT_INTERVAL
 from ..errors import LaunchFailedError, XinferenceError
-from ..model.llm.launch import LaunchPlan
-from ..model.llm.resolve import resolve_model_path
+from ..model.plans import load_plan
 from .model_actor import ModelActor
 from .placement import allocate_gpus
 from .resources import gpu_status, machine_status
@@ -105,10 +104,8 @@ class WorkerActor(xo.StatelessActor):
     ) -> Dict[str, Any]:
         """Starts a sub-process, loads the model there, returns the replica's description."""
         # Find the weights here first: a miss fails at once, before any process starts.
-        launch = LaunchPlan.model_validate(plan)
-        launch.model_path = await asyncio.to_thread(
-            resolve_model_path, launch.family, launch.spec, launch.quantization, launch.model_path
-        )
+        launch = load_plan(plan)
+        launch.model_path = await asyncio.to_thread(launch.resolve_weights)
         gpus = allocate_gpus([g["index"] for g in gpu_status()], self._reserved_gpus(), launch.n_gpu)
         launch.n_gpu = len(gpus)
         plan = launch.model_dump()

@@ -106,12 +106,25 @@ def list_models(endpoint) -> None:
             models = client.list_models()
     except RuntimeError as e:
         _fail(e)
-    rows = [_model_row(uid, d) for uid, d in models.items()]
-    if not rows:
+    if not models:
         click.echo("No running models. Launch one with: xinference launch -n gemma-3")
         return
-    click.echo(tabulate(rows, headers=["UID", "Type", "Name", "Engine", "Format", "Size (B)",
-                                       "Quantization", "Replicas", "Status", "Abilities", "Context"]))
+    # One table per model type: their columns differ.
+    llms = [_model_row(uid, d) for uid, d in models.items() if d["model_type"] == "LLM"]
+    if llms:
+        click.echo(tabulate(llms, headers=["UID", "Type", "Name", "Engine", "Format", "Size (B)",
+                                           "Quantization", "Replicas", "Status", "Abilities", "Context"]))
+    embeds = [(uid, d["model_name"], d["dimensions"], d["max_tokens"], ", ".join(d["language"]),
+               d["replica"], d["status"]) for uid, d in models.items() if d["model_type"] == "embedding"]
+    if embeds:
+        click.echo(("\n" if llms else "") + tabulate(
+            embeds, headers=["UID", "Embedding model", "Dimensions", "Max tokens", "Languages", "Replicas",
+                             "Status"]))
+    reranks = [(uid, d["model_name"], d["max_tokens"], ", ".join(d["language"]), d["replica"], d["status"])
+               for uid, d in models.items() if d["model_type"] == "rerank"]
+    if reranks:
+        click.echo(("\n" if llms or embeds else "") + tabulate(
+            reranks, headers=["UID", "Rerank model", "Max tokens", "Languages", "Replicas", "Status"]))
 
 
 def _model_row(uid: str, d: Dict[str, Any]) -> tuple:
@@ -147,6 +160,11 @@ def registrations(endpoint, model_type) -> None:
             fams = client.list_model_registrations(model_type, detailed=True)
     except RuntimeError as e:
         _fail(e)
+    if model_type.lower() in ("embedding", "rerank"):
+        short: List[tuple] = [(f["model_name"], ", ".join(f["language"]), f.get("dimensions", ""), f["max_tokens"],
+                 f["model_id"]) for f in fams]
+        click.echo(tabulate(short, headers=["Name", "Language", "Dimensions", "Max tokens", "Hub id"]))
+        return
     rows = []
     for f in fams:
         formats = sorted({s["model_format"] for s in f["model_specs"]})

@@ -5,6 +5,7 @@ from typing import Optional
 from fastapi import APIRouter, Query, Request
 
 from ...errors import InvalidRequestError
+from ...model.plans import model_type_name
 from ..protocol.xinference import LaunchModelRequest
 
 router = APIRouter(tags=["Models"])
@@ -15,11 +16,7 @@ def _supervisor(request: Request):
 
 
 def _launch_args(body: LaunchModelRequest) -> dict:
-    if body.model_type.lower() != "llm":
-        raise InvalidRequestError(
-            f"model_type {body.model_type!r} is not supported yet; supported: LLM.",
-            param="model_type",
-        )
+    model_type = model_type_name(body.model_type)
     unsupported = {
         "n_worker": body.n_worker not in (None, 1),
         "replica_config": bool(body.replica_config),
@@ -32,6 +29,7 @@ def _launch_args(body: LaunchModelRequest) -> dict:
     if isinstance(body.n_gpu, str) and body.n_gpu != "auto":
         raise InvalidRequestError("n_gpu must be an integer, \"auto\" or null.", param="n_gpu")
     return {
+        "model_type": model_type,
         "model_uid": body.model_uid,
         "model_name": body.model_name,
         "model_engine": body.model_engine,
@@ -89,8 +87,9 @@ async def instances(
             {
                 "model_name": d["model_name"],
                 "model_uid": uid,
-                "model_version": f"{d['model_name']}--{d['model_size_in_billions']}B-"
-                f"{d['model_format']}-{d['quantization']}",
+                "model_version": (
+                    f"{d['model_name']}--{d['model_size_in_billions']}B-{d['model_format']}-{d['quantization']}"
+                    if d["model_type"] == "LLM" else d["model_name"]),
                 "model_ability": d["model_ability"],
                 "replica": d["replica"],
                 "status": d["status"],

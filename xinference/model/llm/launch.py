@@ -4,7 +4,7 @@ Pure and cheap: the supervisor runs it before it reserves anything, so a bad
 request fails at once and leaves nothing behind.
 """
 
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel
 
@@ -15,6 +15,7 @@ from .family import LLMFamily, LLMSpec, get_family, match_spec
 
 
 class LaunchPlan(BaseModel):
+    model_type: Literal["LLM"] = "LLM"
     family: LLMFamily
     spec: LLMSpec
     quantization: str
@@ -26,6 +27,33 @@ class LaunchPlan(BaseModel):
     n_gpu: Union[int, str, None] = 0
     # LoRA adapters loaded next to the base model (peft_model_config.lora_list).
     lora_list: List[LoRASpec] = []
+
+    @property
+    def model_name(self) -> str:
+        return self.family.model_name
+
+    def resolve_weights(self) -> str:
+        from .resolve import resolve_model_path
+
+        return resolve_model_path(self.family, self.spec, self.quantization, self.model_path)
+
+    def describe_fields(self) -> Dict[str, Any]:
+        family, spec = self.family, self.spec
+        return {
+            "model_type": "LLM",
+            "model_name": family.model_name,
+            "model_lang": family.model_lang,
+            "model_ability": family.model_ability,
+            "model_description": family.model_description,
+            "model_format": spec.model_format,
+            "model_size_in_billions": spec.model_size_in_billions,
+            "model_family": family.model_name,
+            "quantization": self.quantization,
+            "model_hub": spec.model_hub,
+            "revision": spec.model_revision,
+            "context_length": family.context_length,
+            "model_engine": self.engine,
+        }
 
 
 def parse_lora_list(peft_model_config: Optional[Dict[str, Any]]) -> List[LoRASpec]:

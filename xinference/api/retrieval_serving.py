@@ -1,0 +1,52 @@
+"""Embeddings and rerank: validate -> ask a replica (dynamically batched there) -> shape."""
+
+import base64
+from array import array
+from typing import Any, Dict, List
+
+from fastapi import Request
+
+from ..errors import InvalidRequestError, ModelNotReadyError
+from .protocol.retrieval import EmbeddingRequest, RerankRequest
+from .replicas import CONNECTION_ERRORS, ReplicaRouter
+from .serving import _unless_disconnected
+
+
+class RetrievalServing:
+    def __init__(self, router: ReplicaRouter):
+        self.router = router
+
+    async def _call(self, model: str, method: str, *args: Any) -> Dict[str, Any]:
+        for attempt in range(3):
+            try:
+                async with self.router.acquire(model) as lease:
+                    return await getattr(lease.replica.ref, method)(*args)
+            except CONNECTION_ERRORS:
+                if attempt == 2:
+                    raise ModelNotReadyError(f"No replica of {model} answered; retry shortly.")
+        raise AssertionError("unreachable")
+
+    async def embeddings(self, req: EmbeddingRequest, http: Request) -> Dict[str, Any]:
+        try:
+            inputs = req.inputs()
+        except ValueError as e:
+            raise InvalidRequestError(str(e), param="input") from None
+        out = await _unless_disconnected(
+            http, self._call(req.model, "embed", inputs, req.truncate, req.dimensions))
+        data = out["data"]
+        width = out["dims"] * 4
+        rows: List[Dict[str, Any]] = []
+        for i in range(len(data) // width):
+            chunk = data[i * width:(i + 1) * width]
+            # float32, little-endian: what OpenAI's base64 encoding carries
+            vector: Any = (base64.b64encode(chunk).decode("ascii") if req.encoding_format == "base64"
+                           else array("f", chunk).tolist())
+            rows.append({"object": "embedding", "index": i, "embedding": vector})
+        tokens = int(out["prompt_tokens"])
+        return {"object": "list", "data": rows, "model": req.model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    async def rerank(self, req: RerankRequest, http: Request) -> Dict[str, Any]:
+        return_documents = True if req.return_documents is None else req.return_documents
+        return await _unless_disconnected(http, self._call(
+            req.model, "rerank", req.query, req.documents, req.top_n, return_documents, bool(req.return_len)))

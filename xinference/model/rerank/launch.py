@@ -1,0 +1,67 @@
+"""Checks a rerank launch request and describes the running model."""
+
+from typing import Any, Dict, Literal, Optional, Union
+
+from pydantic import BaseModel
+
+from ...errors import InvalidRequestError
+from ..weights import resolve_folder
+from .family import RerankFamily, get_rerank_family
+
+ENGINE = "sentence_transformers"
+
+
+class RerankPlan(BaseModel):
+    model_type: Literal["rerank"] = "rerank"
+    family: RerankFamily
+    engine: str = ENGINE
+    model_path: Optional[str] = None
+    engine_kwargs: Dict[str, Any] = {}
+    n_gpu: Union[int, str, None] = 0
+
+    @property
+    def model_name(self) -> str:
+        return self.family.model_name
+
+    def resolve_weights(self) -> str:
+        f = self.family
+        return resolve_folder(f.model_name, f.model_id, f.model_hub, self.model_path)
+
+    def create(self, path: str) -> Any:
+        from .core import RerankModel
+
+        kwargs = dict(self.engine_kwargs)
+        if int(self.n_gpu or 0) > 0 and "device" not in kwargs:
+            kwargs["device"] = "cuda"
+        return RerankModel(path, self.family, **kwargs)
+
+    def describe_fields(self) -> Dict[str, Any]:
+        f = self.family
+        return {"model_type": "rerank", "model_name": f.model_name, "language": f.language,
+                "max_tokens": f.max_tokens, "model_hub": f.model_hub, "model_id": f.model_id,
+                "revision": f.model_revision, "model_engine": self.engine, "model_ability": ["rerank"],
+                "model_description": f.model_description}
+
+
+def plan_rerank(model_name: str, model_engine: Optional[str] = None, model_path: Optional[str] = None,
+                engine_kwargs: Optional[Dict[str, Any]] = None, n_gpu: Union[int, str, None] = 0,
+                **_llm_only: Any) -> RerankPlan:
+    given = sorted(k for k, v in _llm_only.items() if v)
+    if given:
+        raise InvalidRequestError(f"Rerank models do not take {', '.join(given)}.", param=given[0])
+    family = get_rerank_family(model_name)
+    if model_engine and model_engine.lower().replace("-", "_") not in (ENGINE, "sentence_transformer"):
+        raise InvalidRequestError(
+            f"Rerank models run on engine {ENGINE}; got {model_engine!r}.", param="model_engine"
+        )
+    from .core import RerankModel
+
+    accepted = tuple(getattr(RerankModel, "launch_kwargs", ()))
+    unknown = sorted(set(engine_kwargs or {}) - set(accepted))
+    if unknown:
+        raise InvalidRequestError(
+            f"Rerank models do not take {', '.join(unknown)}; they take {', '.join(accepted)}.",
+            param=unknown[0],
+        )
+    return RerankPlan(family=family, model_path=model_path, engine_kwargs=dict(engine_kwargs or {}),
+                      n_gpu=n_gpu)
