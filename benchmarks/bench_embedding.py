@@ -79,7 +79,7 @@ def served(args) -> Dict[int, List[float]]:
         server.wait_ready()
         with httpx.Client() as c:
             launch(c, server.url, {"model_type": "embedding", "model_name": "all-MiniLM-L6-v2",
-                                   "model_uid": "minilm", "n_threads": args.threads})
+                                   "model_uid": "minilm", "n_threads": args.server_threads or args.threads})
         texts = sentences(args.sentences)
         asyncio.run(served_round(server.url, texts[:64], 8))  # warm-up
         for _ in range(args.rounds):
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=multiprocessing.cpu_count())
+    parser.add_argument("--server-threads", type=int, default=None, help="model threads in the server [--threads]")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
     args = parser.parse_args()
     raw_rates = raw(args.sentences, args.rounds, args.threads)

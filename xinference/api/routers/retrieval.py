@@ -1,6 +1,7 @@
 """Embeddings (OpenAI shape) and rerank (Xinference shape)."""
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from ..protocol.retrieval import EmbeddingRequest, RerankRequest
 
@@ -9,7 +10,8 @@ router = APIRouter(tags=["Retrieval"])
 
 @router.post("/v1/embeddings", summary="Create embeddings")
 async def embeddings(body: EmbeddingRequest, request: Request):
-    return await request.app.state.retrieval.embeddings(body, request)
+    # A plain JSONResponse: FastAPI's encoder would walk every float of every vector.
+    return JSONResponse(await request.app.state.retrieval.embeddings(body, request))
 
 
 @router.post("/v1/rerank", summary="Rerank documents for a query")
