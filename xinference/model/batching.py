@@ -10,7 +10,7 @@ milliseconds and a crowd fills each batch.
 import asyncio
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Deque, Generic, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Deque, Dict, Generic, List, Optional, Tuple, TypeVar
 
 from ..errors import XinferenceError
 
@@ -38,6 +38,10 @@ class DynamicBatcher(Generic[Item, Result]):
 
     def __len__(self) -> int:
         return len(self._waiting)
+
+    def stats(self) -> Dict[str, int]:
+        """Load figures for describe: requests waiting, model calls, requests they served."""
+        return {"queue_length": len(self), "batches": self.calls, "batched_requests": self.items}
 
     async def submit(self, item: Item) -> Result:
         if self._task is None:

@@ -120,10 +120,7 @@ class EmbeddingModel:
             )
 
     def stats(self) -> Dict[str, Any]:
-        b = self._batcher
-        if b is None:
-            return {}
-        return {"queue_length": len(b), "batches": b.calls, "batched_requests": b.items}
+        return self._batcher.stats() if self._batcher is not None else {}
 
     async def close(self) -> None:
         if self._batcher is not None:

@@ -1,14 +1,12 @@
 """Embedding model families as data: `embedding_family.json` and its schema."""
 
-import difflib
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from pydantic import BaseModel
 
-from ...errors import InvalidRequestError
+from ..catalogue import find_family, load_families
 
 FAMILY_FILE = Path(__file__).with_name("embedding_family.json")
 
@@ -35,20 +33,9 @@ class EmbeddingFamily(BaseModel):
 
 @lru_cache(maxsize=1)
 def builtin_embedding_families() -> Dict[str, EmbeddingFamily]:
-    raw = json.loads(FAMILY_FILE.read_text(encoding="utf-8"))
-    families = [EmbeddingFamily.model_validate(item) for item in raw]
-    return {f.model_name: f for f in families}
+    return load_families(FAMILY_FILE, EmbeddingFamily)
 
 
 def get_embedding_family(model_name: str) -> EmbeddingFamily:
-    families = builtin_embedding_families()
-    if model_name in families:
-        return families[model_name]
-    close = difflib.get_close_matches(model_name, list(families), n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise InvalidRequestError(
-        f"Unknown embedding model {model_name!r}.{hint} "
-        "List them with `xinference registrations -t embedding`.",
-        param="model_name",
-        code="model_not_found",
-    )
+    return find_family(builtin_embedding_families(), model_name, "Unknown embedding model",
+                       "List them with `xinference registrations -t embedding`.")

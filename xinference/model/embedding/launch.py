@@ -4,11 +4,9 @@ from typing import Any, Dict, Literal, Optional, Union
 
 from pydantic import BaseModel
 
-from ...errors import InvalidRequestError
+from ..folder_launch import ENGINE, check_request
 from ..weights import resolve_folder
 from .family import EmbeddingFamily, get_embedding_family
-
-ENGINE = "sentence_transformers"
 
 
 class EmbeddingPlan(BaseModel):
@@ -43,24 +41,9 @@ class EmbeddingPlan(BaseModel):
 def plan_embedding(model_name: str, model_engine: Optional[str] = None, model_path: Optional[str] = None,
                    engine_kwargs: Optional[Dict[str, Any]] = None, n_gpu: Union[int, str, None] = 0,
                    **_llm_only: Any) -> EmbeddingPlan:
-    """LLM-only fields (format, size, quantization, LoRA) that clients send as null are
-    accepted; a value is an error."""
-    given = sorted(k for k, v in _llm_only.items() if v)
-    if given:
-        raise InvalidRequestError(f"Embedding models do not take {', '.join(given)}.", param=given[0])
-    family = get_embedding_family(model_name)
-    if model_engine and model_engine.lower().replace("-", "_") not in (ENGINE, "sentence_transformer"):
-        raise InvalidRequestError(
-            f"Embedding models run on engine {ENGINE}; got {model_engine!r}.", param="model_engine"
-        )
     from .core import EmbeddingModel
 
-    unknown = sorted(set(engine_kwargs or {}) - set(EmbeddingModel.launch_kwargs))
-    if unknown:
-        raise InvalidRequestError(
-            f"Embedding models do not take {', '.join(unknown)}; they take "
-            f"{', '.join(EmbeddingModel.launch_kwargs)}.",
-            param=unknown[0],
-        )
+    check_request("Embedding", model_engine, engine_kwargs, EmbeddingModel.launch_kwargs, _llm_only)
+    family = get_embedding_family(model_name)
     return EmbeddingPlan(family=family, model_path=model_path, engine_kwargs=dict(engine_kwargs or {}),
                          n_gpu=n_gpu)

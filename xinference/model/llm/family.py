@@ -1,7 +1,5 @@
 """LLM families as data: the JSON catalogue, its schema, and spec matching."""
 
-import difflib
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Union
@@ -9,6 +7,7 @@ from typing import Dict, List, Optional, Union
 from pydantic import BaseModel, Field
 
 from ...errors import InvalidRequestError
+from ..catalogue import find_family, load_families
 
 FAMILY_FILE = Path(__file__).with_name("llm_family.json")
 
@@ -50,23 +49,12 @@ class LLMFamily(BaseModel):
 
 @lru_cache(maxsize=1)
 def builtin_families() -> Dict[str, LLMFamily]:
-    raw = json.loads(FAMILY_FILE.read_text(encoding="utf-8"))
-    families = [LLMFamily.model_validate(item) for item in raw]
-    return {f.model_name: f for f in families}
+    return load_families(FAMILY_FILE, LLMFamily)
 
 
 def get_family(model_name: str) -> LLMFamily:
-    families = builtin_families()
-    if model_name in families:
-        return families[model_name]
-    close = difflib.get_close_matches(model_name, list(families), n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise InvalidRequestError(
-        f"Unknown model name {model_name!r}.{hint} "
-        "List the builtin models with `xinference registrations -t LLM`.",
-        param="model_name",
-        code="model_not_found",
-    )
+    return find_family(builtin_families(), model_name, "Unknown model name",
+                       "List the builtin models with `xinference registrations -t LLM`.")
 
 
 def normalize_size(size: Union[int, float, str, None]) -> Optional[str]:

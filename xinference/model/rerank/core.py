@@ -182,10 +182,7 @@ class RerankModel:
         return {"id": str(uuid.uuid4()), "results": results, "meta": meta}
 
     def stats(self) -> Dict[str, Any]:
-        b = self._batcher
-        if b is None:
-            return {}
-        return {"queue_length": len(b), "batches": b.calls, "batched_requests": b.items}
+        return self._batcher.stats() if self._batcher is not None else {}
 
     async def close(self) -> None:
         """Fails what is still queued, waits for the running call, drops the model."""

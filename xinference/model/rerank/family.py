@@ -1,14 +1,12 @@
 """Rerank model families as data: `rerank_family.json` and its schema."""
 
-import difflib
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from pydantic import BaseModel
 
-from ...errors import InvalidRequestError
+from ..catalogue import find_family, load_families
 
 FAMILY_FILE = Path(__file__).with_name("rerank_family.json")
 
@@ -28,20 +26,9 @@ class RerankFamily(BaseModel):
 
 @lru_cache(maxsize=1)
 def builtin_rerank_families() -> Dict[str, RerankFamily]:
-    raw = json.loads(FAMILY_FILE.read_text(encoding="utf-8"))
-    families = [RerankFamily.model_validate(item) for item in raw]
-    return {f.model_name: f for f in families}
+    return load_families(FAMILY_FILE, RerankFamily)
 
 
 def get_rerank_family(model_name: str) -> RerankFamily:
-    families = builtin_rerank_families()
-    if model_name in families:
-        return families[model_name]
-    close = difflib.get_close_matches(model_name, list(families), n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise InvalidRequestError(
-        f"Unknown rerank model {model_name!r}.{hint} "
-        "List them with `xinference registrations -t rerank`.",
-        param="model_name",
-        code="model_not_found",
-    )
+    return find_family(builtin_rerank_families(), model_name, "Unknown rerank model",
+                       "List them with `xinference registrations -t rerank`.")

@@ -4,11 +4,9 @@ from typing import Any, Dict, Literal, Optional, Union
 
 from pydantic import BaseModel
 
-from ...errors import InvalidRequestError
+from ..folder_launch import ENGINE, check_request
 from ..weights import resolve_folder
 from .family import RerankFamily, get_rerank_family
-
-ENGINE = "sentence_transformers"
 
 
 class RerankPlan(BaseModel):
@@ -46,22 +44,9 @@ class RerankPlan(BaseModel):
 def plan_rerank(model_name: str, model_engine: Optional[str] = None, model_path: Optional[str] = None,
                 engine_kwargs: Optional[Dict[str, Any]] = None, n_gpu: Union[int, str, None] = 0,
                 **_llm_only: Any) -> RerankPlan:
-    given = sorted(k for k, v in _llm_only.items() if v)
-    if given:
-        raise InvalidRequestError(f"Rerank models do not take {', '.join(given)}.", param=given[0])
-    family = get_rerank_family(model_name)
-    if model_engine and model_engine.lower().replace("-", "_") not in (ENGINE, "sentence_transformer"):
-        raise InvalidRequestError(
-            f"Rerank models run on engine {ENGINE}; got {model_engine!r}.", param="model_engine"
-        )
     from .core import RerankModel
 
-    accepted = tuple(getattr(RerankModel, "launch_kwargs", ()))
-    unknown = sorted(set(engine_kwargs or {}) - set(accepted))
-    if unknown:
-        raise InvalidRequestError(
-            f"Rerank models do not take {', '.join(unknown)}; they take {', '.join(accepted)}.",
-            param=unknown[0],
-        )
+    check_request("Rerank", model_engine, engine_kwargs, RerankModel.launch_kwargs, _llm_only)
+    family = get_rerank_family(model_name)
     return RerankPlan(family=family, model_path=model_path, engine_kwargs=dict(engine_kwargs or {}),
                       n_gpu=n_gpu)
