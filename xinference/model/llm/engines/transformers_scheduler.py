@@ -16,7 +16,7 @@ shared `TextStream` (stop strings, coalescing).
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set
 
 import torch
@@ -44,7 +44,6 @@ class _Seq:
     adapter: Optional[str]
     generated: int = 0
     last: int = -1
-    done: bool = False
 
 
 @dataclass
@@ -54,7 +53,6 @@ class _Prefill:
     seqs: List[_Seq]
     kv: SlotKV
     offset: int = 0  # prompt tokens already evaluated (chunked prefill)
-    adapters: List[Optional[str]] = field(default_factory=list)
 
 
 class TransformersScheduler:
@@ -209,7 +207,7 @@ class TransformersScheduler:
             seqs.append(self._pending.pop(0))
             longest = n
         kv = SlotKV(len(seqs), self._n_layers, capacity=longest)
-        return _Prefill(seqs, kv, adapters=[s.adapter for s in seqs])
+        return _Prefill(seqs, kv)
 
     def _prefill_step(self, job: _Prefill) -> None:
         longest = max(len(s.prompt) for s in job.seqs)
@@ -221,7 +219,7 @@ class TransformersScheduler:
             rows.append([0] * (take - len(part)) + part)
             added.append(len(part))
         mask, pos = job.kv.prepare(added, self._device)
-        logits = self._forward(rows, mask, pos, SlotCache(job.kv), job.adapters)
+        logits = self._forward(rows, mask, pos, SlotCache(job.kv), [s.adapter for s in job.seqs])
         job.kv.commit()
         job.offset += take
         if job.offset < longest:
@@ -278,7 +276,6 @@ class TransformersScheduler:
             reason = "length"
         if reason is None:
             return False
-        seq.done = True
         seq.text.finish(GenerationDelta(
             finish_reason=reason,  # type: ignore[arg-type]
             prompt_tokens=len(seq.prompt),
