@@ -4,8 +4,14 @@
   (its threads gone before the server starts), the embedded all-MiniLM-L6-v2;
 * **served**: a fresh `xinference-local` with the same model; C concurrent clients
   (C in `--concurrency`, default 1, 8, 32), each sending one sentence per request
-  until all `--sentences` are done. Concurrent requests coalesce into shared forward
-  passes in the replica (dynamic batching).
+  until all `--sentences` are done, over keep-alive connections from a minimal
+  asyncio HTTP client (`_rawhttp.py`: the load generator shares the 2 cores with the
+  server, so it must cost next to nothing). Concurrent requests coalesce into shared
+  forward passes in the replica (dynamic batching).
+
+Each served row also shows the mean batch the replica formed and the CPU spent per
+sentence in the client, the REST process (supervisor + worker + REST in
+`xinference-local`) and the replica process.
 
 sentences/s = sentences / wall time; `--rounds` rounds, min/median/max; the ratio
 served@32 / raw (target >= 0.8) uses medians. Run on an otherwise idle machine.
@@ -18,10 +24,12 @@ import asyncio
 import multiprocessing
 import statistics
 import time
-from typing import Dict, List
+from typing import Dict, List, NamedTuple
 
 import httpx
+import psutil
 from _local import LocalServer, launch, table
+from _rawhttp import RawConnection
 
 WORDS = ("river mountain quiet city engine garden silver window market winter planet story "
          "music bridge forest ocean letter school morning paper").split()
@@ -61,32 +69,56 @@ def raw(n: int, rounds: int, threads: int) -> List[float]:
 
 async def served_round(url: str, texts: List[str], clients: int) -> float:
     todo = list(reversed(texts))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        async def worker() -> None:
-            while todo:
-                r = await client.post("/v1/embeddings", json={"model": "minilm", "input": todo.pop()})
-                r.raise_for_status()
+    conns = [RawConnection(url) for _ in range(clients)]
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
+    async def worker(conn: RawConnection) -> None:
+        while todo:
+            status, body = await conn.post_json("/v1/embeddings", {"model": "minilm", "input": todo.pop()})
+            if status != 200:
+                raise RuntimeError(f"{status}: {body[:300]!r}")
+
+    start = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker(c) for c in conns))
         return len(texts) / (time.perf_counter() - start)
+    finally:
+        for c in conns:
+            await c.close()
 
 
-def served(args) -> Dict[int, List[float]]:
-    out: Dict[int, List[float]] = {c: [] for c in args.concurrency}
+def _cpu_s(procs: List[psutil.Process]) -> List[float]:
+    return [sum(p.cpu_times()[:2]) for p in procs]
+
+
+class Round(NamedTuple):
+    rate: float
+    cpu_ms: List[float]  # CPU ms per sentence: client, REST process, replica
+    batch: float  # mean sentences per forward pass
+
+
+def served(args) -> Dict[int, List[Round]]:
+    out: Dict[int, List[Round]] = {c: [] for c in args.concurrency}
     with LocalServer() as server:
         server.wait_ready()
         with httpx.Client() as c:
             launch(c, server.url, {"model_type": "embedding", "model_name": "all-MiniLM-L6-v2",
                                    "model_uid": "minilm", "n_threads": args.server_threads or args.threads})
+        rest = psutil.Process(server.proc.pid)
+        procs = [psutil.Process(), rest, *rest.children(recursive=True)]
         texts = sentences(args.sentences)
         asyncio.run(served_round(server.url, texts[:64], 8))  # warm-up
         for _ in range(args.rounds):
             for conc in args.concurrency:
+                before, cpu0 = httpx.get(f"{server.url}/v1/models/minilm").json(), _cpu_s(procs)
                 rate = asyncio.run(served_round(server.url, texts, conc))
-                out[conc].append(rate)
-                print(f"  served C={conc}: {rate:.1f} sentences/s", flush=True)
+                after, cpu1 = httpx.get(f"{server.url}/v1/models/minilm").json(), _cpu_s(procs)
+                used = [(b - a) * 1000 / len(texts) for a, b in zip(cpu0, cpu1)]
+                cpu = [used[0], used[1], sum(used[2:])]
+                batch = ((after["batched_requests"] - before["batched_requests"])
+                         / max(1, after["batches"] - before["batches"]))
+                out[conc].append(Round(rate, cpu, batch))
+                print(f"  served C={conc}: {rate:.1f} sentences/s, mean batch {batch:.1f}, CPU ms/sentence "
+                      f"client {cpu[0]:.2f} REST {cpu[1]:.2f} replica {cpu[2]:.2f}", flush=True)
     return out
 
 
@@ -101,15 +133,19 @@ def main() -> None:
     raw_rates = raw(args.sentences, args.rounds, args.threads)
     print(f"  raw encode, batch 32: {', '.join(f'{r:.1f}' for r in raw_rates)} sentences/s", flush=True)
     rates = served(args)
-    rows = [["raw encode (batch 32)", *(f"{v:.1f}" for v in (min(raw_rates), statistics.median(raw_rates),
-                                                             max(raw_rates)))]]
-    for conc, values in rates.items():
-        rows.append([f"served, {conc} clients", *(f"{v:.1f}" for v in (min(values), statistics.median(values),
-                                                                     max(values)))])
-    print(table(["sentences/s", "min", "median", "max"], rows))
+    med = statistics.median
+    rows = [["raw encode (batch 32)", *(f"{v:.1f}" for v in (min(raw_rates), med(raw_rates), max(raw_rates))),
+             "", "", "", ""]]
+    for conc, rounds in rates.items():
+        values = [r.rate for r in rounds]
+        rows.append([f"served, {conc} clients", *(f"{v:.1f}" for v in (min(values), med(values), max(values))),
+                     f"{med(r.batch for r in rounds):.1f}",
+                     *(f"{med(r.cpu_ms[i] for r in rounds):.2f}" for i in range(3))])
+    print(table(["sentences/s", "min", "median", "max", "batch", "client ms", "REST ms", "replica ms"], rows))
     top = max(args.concurrency)
-    ratio = statistics.median(rates[top]) / statistics.median(raw_rates)
-    print(f"served@{top} / raw = {ratio:.2f} (target >= 0.8)")
+    ratio = med(r.rate for r in rates[top]) / med(raw_rates)
+    print(f"served@{top} / raw = {ratio:.2f} (target >= 0.8); raw encode uses "
+          f"{args.threads * 1000 / med(raw_rates):.2f} CPU ms per sentence at most ({args.threads} threads)")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def test_embedding_errors_are_clear(retrieval):
 
 
 def test_concurrent_requests_share_forward_passes(retrieval):
-    before = requests.get(f"{retrieval}/v1/models/{EMB}/replicas").json()[0]
+    before = requests.get(f"{retrieval}/v1/models/{EMB}").json()
     out = {}
 
     def one(i):
@@ -85,7 +85,9 @@ def test_concurrent_requests_share_forward_passes(retrieval):
     assert max(abs(a - b) for a, b in zip(out[3], solo)) < 1e-5
     d = requests.get(f"{retrieval}/v1/models/{EMB}").json()
     assert d["model_type"] == "embedding" and d["dimensions"] == 384
-    del before
+    assert d["batched_requests"] - before["batched_requests"] == 17
+    assert d["batches"] - before["batches"] < 16  # 16 concurrent requests shared calls
+    assert d["queue_length"] == 0
 
 
 def test_rerank_and_the_client_handles(retrieval):

