@@ -9,6 +9,18 @@ PYTHON="$PY" bash scripts/install_llama_cpp.sh
 # The CPU build of torch, before anything that depends on torch pulls the CUDA one.
 "$PY" -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 "$PY" -m pip install -q -e ".[dev]"
+# The web UI's browser tests drive Debian's Chromium through Playwright (never
+# `playwright install`); the CJK font renders the Chinese page.
+if [ ! -x /usr/bin/chromium ] || ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then
+    echo "== apt-get install chromium fonts-wqy-microhei"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    APT_LOG="$(mktemp)"
+    if ! { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            chromium fonts-wqy-microhei; } >"$APT_LOG" 2>&1; then
+        cat "$APT_LOG"; exit 1
+    fi
+    rm -f "$APT_LOG"
+fi
 
 echo "== ruff";          "$PY" -m ruff check xinference tests benchmarks examples
 echo "== mypy";          "$PY" -m mypy xinference

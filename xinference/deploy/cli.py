@@ -31,7 +31,13 @@ def _host_port(f):
     return f
 
 
-def _run_local(host: str, port: int, log_level: str, launch: Optional[str], worker_timeout: float) -> None:
+def _ui_option(f):
+    return click.option("--ui/--no-ui", "ui", default=True, show_default=True,
+                        help='Serve the web UI at /ui (needs pip install "xinference[ui]").')(f)
+
+
+def _run_local(host: str, port: int, log_level: str, launch: Optional[str], worker_timeout: float,
+               ui: bool = True) -> None:
     from .daemons import run_local
     from .ready import announce
 
@@ -40,19 +46,20 @@ def _run_local(host: str, port: int, log_level: str, launch: Optional[str], work
     async def on_ready() -> None:
         await asyncio.to_thread(announce, f"http://{host}:{port}", launch)
 
-    asyncio.run(run_local(host, port, worker_timeout, on_ready))
+    asyncio.run(run_local(host, port, worker_timeout, on_ready, ui))
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @_host_port
+@_ui_option
 @click.version_option(version=__version__, message="%(version)s")
 @click.pass_context
-def cli(ctx: click.Context, host: str, port: int, log_level: str) -> None:
+def cli(ctx: click.Context, host: str, port: int, log_level: str, ui: bool) -> None:
     """Xinference: serve LLMs behind an OpenAI-compatible API.
 
     With no command, starts a local cluster (like xinference-local)."""
     if ctx.invoked_subcommand is None:
-        _run_local(host, port, log_level, None, WORKER_TIMEOUT)
+        _run_local(host, port, log_level, None, WORKER_TIMEOUT, ui)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,9 +68,10 @@ def cli(ctx: click.Context, host: str, port: int, log_level: str) -> None:
               help="Launch this builtin model once the cluster is up, e.g. gemma-3.")
 @click.option("--worker-timeout", default=WORKER_TIMEOUT, show_default=True, type=float,
               help="Seconds without a heartbeat before a worker is dropped.")
-def local_main(host: str, port: int, log_level: str, launch: Optional[str], worker_timeout: float) -> None:
-    """Start a supervisor, a worker and the REST API on this machine."""
-    _run_local(host, port, log_level, launch, worker_timeout)
+@_ui_option
+def local_main(host: str, port: int, log_level: str, launch: Optional[str], worker_timeout: float, ui: bool) -> None:
+    """Start a supervisor, a worker, the REST API and the web UI on this machine."""
+    _run_local(host, port, log_level, launch, worker_timeout, ui)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,12 +79,14 @@ def local_main(host: str, port: int, log_level: str, launch: Optional[str], work
 @click.option("--supervisor-port", default=None, type=int, help="Internal (xoscar) port [default: free port].")
 @click.option("--worker-timeout", default=WORKER_TIMEOUT, show_default=True, type=float,
               help="Seconds without a heartbeat before a worker is dropped.")
-def supervisor_main(host: str, port: int, log_level: str, supervisor_port: Optional[int], worker_timeout: float) -> None:
-    """Start a supervisor and the REST API; workers join with xinference-worker."""
+@_ui_option
+def supervisor_main(host: str, port: int, log_level: str, supervisor_port: Optional[int], worker_timeout: float,
+                    ui: bool) -> None:
+    """Start a supervisor, the REST API and the web UI; workers join with xinference-worker."""
     from .daemons import run_supervisor
 
     setup_logging(log_level)
-    asyncio.run(run_supervisor(host, port, supervisor_port, worker_timeout))
+    asyncio.run(run_supervisor(host, port, supervisor_port, worker_timeout, ui))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,6 +21,7 @@ from ..api.app import create_app
 from ..constants import WORKER_TIMEOUT
 from ..core.supervisor import SupervisorActor
 from ..core.worker import ProcessDownRelay, WorkerActor
+from .web_ui import UI_PATH, attach_ui, self_url
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,12 @@ async def _start_worker(pool: Any, relay: ProcessDownRelay, supervisor_address: 
 
 
 async def _serve_rest(supervisor: Any, supervisor_address: str, host: str, port: int,
-                      stop: asyncio.Event, on_ready: Optional[Callable[[], Coroutine[Any, Any, None]]] = None) -> None:
+                      stop: asyncio.Event, on_ready: Optional[Callable[[], Coroutine[Any, Any, None]]] = None,
+                      ui: bool = True) -> None:
     app = create_app(supervisor, supervisor_address)
+    # Importing Gradio and building the page takes seconds: off the loop, which the
+    # supervisor and the worker share.
+    ui = ui and await asyncio.to_thread(attach_ui, app, self_url(host, port))
     config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=3)
     server = _Server(config)
     serve = asyncio.create_task(server.serve())
@@ -74,6 +79,8 @@ async def _serve_rest(supervisor: Any, supervisor_address: str, host: str, port:
             return
         await asyncio.sleep(0.02)
     logger.info("Xinference REST API at http://%s:%d (docs at /docs)", host, port)
+    if ui:
+        logger.info("Web UI at http://%s:%d%s/", host, port, UI_PATH)
     if on_ready is not None:
         asyncio.create_task(on_ready())
     stopper = asyncio.create_task(stop.wait())
@@ -93,7 +100,7 @@ async def _shutdown(pool: Any, worker: Any = None) -> None:
 
 
 async def run_local(host: str, port: int, worker_timeout: float = WORKER_TIMEOUT,
-                    on_ready: Optional[Callable[[], Coroutine[Any, Any, None]]] = None) -> None:
+                    on_ready: Optional[Callable[[], Coroutine[Any, Any, None]]] = None, ui: bool = True) -> None:
     stop = asyncio.Event()
     _stop_on_signals(stop)
     pool, relay = await _create_pool(host, None)
@@ -104,14 +111,14 @@ async def run_local(host: str, port: int, worker_timeout: float = WORKER_TIMEOUT
             SupervisorActor, worker_timeout, uid=SupervisorActor.default_uid(), address=address
         )
         worker = await _start_worker(pool, relay, address)
-        await _serve_rest(supervisor, address, host, port, stop, on_ready)
+        await _serve_rest(supervisor, address, host, port, stop, on_ready, ui)
     finally:
         logger.info("shutting down")
         await _shutdown(pool, worker)
 
 
 async def run_supervisor(host: str, port: int, supervisor_port: Optional[int] = None,
-                         worker_timeout: float = WORKER_TIMEOUT) -> None:
+                         worker_timeout: float = WORKER_TIMEOUT, ui: bool = True) -> None:
     stop = asyncio.Event()
     _stop_on_signals(stop)
     pool, _ = await _create_pool(host, supervisor_port)
@@ -121,7 +128,7 @@ async def run_supervisor(host: str, port: int, supervisor_port: Optional[int] = 
             SupervisorActor, worker_timeout, uid=SupervisorActor.default_uid(), address=address
         )
         logger.info("supervisor at %s", address)
-        await _serve_rest(supervisor, address, host, port, stop)
+        await _serve_rest(supervisor, address, host, port, stop, ui=ui)
     finally:
         logger.info("shutting down")
         await pool.stop()

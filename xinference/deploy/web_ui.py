@@ -1,0 +1,43 @@
+"""Mounts the web UI on the REST app at /ui, with / redirecting there. The UI talks
+to this same server through the Python client, over HTTP, like any other client."""
+
+import logging
+from typing import Any
+
+from fastapi.responses import RedirectResponse
+
+logger = logging.getLogger(__name__)
+
+UI_PATH = "/ui"
+
+
+def self_url(host: str, port: int) -> str:
+    """A URL of this server that a client in this process can reach."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def attach_ui(app: Any, endpoint: str) -> bool:
+    """Mounts the UI when Gradio is installed; the REST API serves either way."""
+    try:
+        import gradio as gr
+    except ImportError:
+        logger.info('The web UI needs Gradio: pip install "xinference[ui]"')
+        return False
+    try:
+        from ..web.app import build_ui, mount_options
+
+        gr.mount_gradio_app(app, build_ui(endpoint), path=UI_PATH, **mount_options())
+    except Exception:
+        logger.exception("the web UI could not be built; serving the REST API without it")
+        return False
+
+    # Relative, so that a reverse proxy's path prefix survives the redirect.
+    async def to_ui() -> RedirectResponse:
+        return RedirectResponse(url=UI_PATH.lstrip("/") + "/")
+
+    app.add_api_route("/", to_ui, include_in_schema=False)
+    return True
