@@ -22,6 +22,12 @@ class SamplingParams(BaseModel):
     ignore_eos: bool = False
     # The LoRA adapter to generate with (a name given at launch); None: the base model.
     lora_name: Optional[str] = None
+    # Constrain the output to JSON matching this schema ({"type": "object"}: any JSON
+    # object). Only engines with `supports_grammar` can; the others answer 400.
+    json_schema: Optional[Dict[str, Any]] = None
+    # The same constraint as a GBNF grammar (rule "root"): what the llama.cpp engine
+    # turns json_schema into before its sampler sees the request.
+    grammar: Optional[str] = None
 
 
 FinishReason = Literal["stop", "length"]

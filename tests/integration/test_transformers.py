@@ -77,6 +77,16 @@ def test_chat_through_the_tokenizers_template_streams_and_counts(api, tiny):
     assert events[-1]["usage"]["completion_tokens"] == 10
 
 
+def test_json_output_is_refused_with_a_clear_400_not_ignored(api, tiny):
+    ask = [{"role": "user", "content": "hi"}]
+    r = _post(api, "/v1/chat/completions", {"model": UID, "messages": ask, "max_tokens": 2,
+                                            "response_format": {"type": "json_object"}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "response_format"
+    assert "Transformers engine cannot constrain output to JSON" in r.json()["detail"]
+    r = _post(api, "/api/chat", {"model": UID, "messages": ask, "format": "json"})
+    assert r.status_code == 400 and "cannot constrain output to JSON" in r.json()["error"]
+
+
 def test_a_client_that_disconnects_frees_its_slot(api, tiny):
     body = json.dumps({"model": UID, "prompt": "1, 2, 3", "max_tokens": 3000, "temperature": 0,
                        "ignore_eos": True, "stream": True}).encode()

@@ -103,3 +103,66 @@ def test_coalescer_batches_by_time():
         c.add(piece)
     c.finish(GenerationDelta(finish_reason="stop"))
     assert [d.text for d in sent] == ["a", "b", ""]
+
+
+FEW_SHOT = [{"role": "user", "content": "A cat as JSON."},
+            {"role": "assistant", "content": '{"animal": "cat", "legs": 4}'},
+            {"role": "user", "content": "A dog as JSON."}]
+
+
+@pytest.mark.timeout(120)
+async def test_json_schema_constrains_the_output_through_a_grammar(llm):
+    import json
+
+    ids = llm.chat_prompt(FEW_SHOT)
+    free = "".join(d.text for d in await collect(llm, ids, max_tokens=30, temperature=0))
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(free)  # the base model goes on after the object
+    out = await collect(llm, ids, max_tokens=60, temperature=0, json_schema={"type": "object"})
+    assert out[-1].finish_reason == "stop" and isinstance(json.loads("".join(d.text for d in out)), dict)
+    schema = {"type": "object", "properties": {"legs": {"type": "integer"}, "tail": {"type": "boolean"}},
+              "required": ["legs", "tail"]}
+    # sampled (not greedy) and with penalties: the grammar comes first in the chain either way
+    out = await collect(llm, ids, max_tokens=60, temperature=0.9, seed=3, repetition_penalty=1.1,
+                        json_schema=schema)
+    data = json.loads("".join(d.text for d in out))
+    assert set(data) == {"legs", "tail"} and isinstance(data["legs"], int) and isinstance(data["tail"], bool)
+
+
+@pytest.mark.timeout(120)
+async def test_a_schema_that_cannot_become_a_grammar_is_400(llm):
+    ids = llm.chat_prompt(FEW_SHOT)
+    with pytest.raises(InvalidRequestError, match="schema"):
+        await collect(llm, ids, max_tokens=5, json_schema={"$ref": "https://example.invalid/s.json"})
+
+
+@pytest.mark.timeout(120)
+async def test_penalties_sample_in_this_llama_cpp_build(llm):
+    ids = llm.completion_prompt("1, 2, 3,")
+    out = await collect(llm, ids, max_tokens=6, temperature=0, repetition_penalty=1.3,
+                        frequency_penalty=0.5, presence_penalty=0.5)
+    assert out[-1].completion_tokens == 6
+
+
+def test_engines_without_grammar_refuse_json_schema_before_generating():
+    from xinference.model.llm.engines.base import LLMEngine
+
+    class NoGrammar(LLMEngine):
+        name = "plain"
+        model_formats = ("pytorch",)
+        context_length = 64
+
+        async def load(self):
+            return None
+
+        def tokenize(self, text, add_bos):
+            return [1, 2]
+
+        def generate(self, prompt_ids, params):
+            raise AssertionError("never reached")
+
+    plan = plan_launch("gemma-3")
+    engine = NoGrammar("/nowhere", plan.family, plan.spec, plan.quantization)
+    with pytest.raises(InvalidRequestError, match="cannot constrain output to JSON") as err:
+        LLM(engine).stream([1, 2], SamplingParams(json_schema={"type": "object"}))
+    assert err.value.param == "response_format"

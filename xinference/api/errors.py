@@ -1,7 +1,7 @@
-"""One place that turns exceptions into OpenAI-shaped error responses.
+"""One place that turns exceptions into error responses.
 
 The body carries the OpenAI `error` object and a `detail` string, which is what
-xinference-client reads.
+xinference-client reads; on Ollama's routes (/api/*) it is Ollama's `{"error": "..."}`.
 """
 
 import logging
@@ -15,6 +15,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import XinferenceError
 
 logger = logging.getLogger(__name__)
+
+# Ollama's API lives under this prefix; its errors take Ollama's shape.
+OLLAMA_PREFIX = "/api/"
+
 
 class ClientGone(Exception):
     """The HTTP client disconnected before the answer was ready."""
@@ -33,20 +37,33 @@ def error_body(
     }
 
 
-def error_response(exc: BaseException) -> JSONResponse:
+def is_ollama_route(request: Request) -> bool:
+    path = request.scope.get("path", "")
+    root = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    return path.startswith(OLLAMA_PREFIX)
+
+
+def _body(ollama: bool, message: str, error_type: str, param: Optional[str] = None,
+          code: Optional[str] = None) -> Dict[str, Any]:
+    return {"error": message} if ollama else error_body(message, error_type, param, code)
+
+
+def error_response(exc: BaseException, ollama: bool = False) -> JSONResponse:
     if isinstance(exc, XinferenceError):
         headers = {}
         retry = getattr(exc, "retry_after", None)
         if retry is not None:
             headers["Retry-After"] = str(retry)
         return JSONResponse(
-            error_body(exc.message, exc.error_type, exc.param, exc.code),
+            _body(ollama, exc.message, exc.error_type, exc.param, exc.code),
             status_code=exc.status_code,
             headers=headers,
         )
     logger.exception("unexpected error", exc_info=exc)
     return JSONResponse(
-        error_body(f"Internal error: {type(exc).__name__}: {exc}", "server_error"),
+        _body(ollama, f"Internal error: {type(exc).__name__}: {exc}", "server_error"),
         status_code=500,
     )
 
@@ -67,18 +84,19 @@ def _validation_message(exc: RequestValidationError) -> "tuple[str, Optional[str
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(XinferenceError)
-    async def _xinference(_: Request, exc: XinferenceError) -> JSONResponse:
-        return error_response(exc)
+    async def _xinference(request: Request, exc: XinferenceError) -> JSONResponse:
+        return error_response(exc, is_ollama_route(request))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
-        return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
+        return JSONResponse(_body(is_ollama_route(request), message, "invalid_request_error", param),
+                            status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
-            error_body(str(exc.detail), _TYPES.get(exc.status_code, "server_error")),
+            _body(is_ollama_route(request), str(exc.detail), _TYPES.get(exc.status_code, "server_error")),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
@@ -88,5 +106,5 @@ def install_error_handlers(app: FastAPI) -> None:
         return Response(status_code=499)  # nobody reads it; keeps the log free of tracebacks
 
     @app.exception_handler(Exception)
-    async def _other(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(exc)
+    async def _other(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(exc, is_ollama_route(request))

@@ -7,6 +7,7 @@ from typing import Any, Dict, List
 from fastapi import Request
 
 from ..errors import InvalidRequestError, ModelNotReadyError
+from .coalesce import CallCoalescer
 from .protocol.retrieval import EmbeddingRequest, RerankRequest
 from .replicas import CONNECTION_ERRORS, ReplicaRouter
 from .serving import _unless_disconnected
@@ -15,11 +16,14 @@ from .serving import _unless_disconnected
 class RetrievalServing:
     def __init__(self, router: ReplicaRouter):
         self.router = router
+        self._embeds = CallCoalescer("embed_many")
 
     async def _call(self, model: str, method: str, *args: Any) -> Dict[str, Any]:
         for attempt in range(3):
             try:
                 async with self.router.acquire(model) as lease:
+                    if method == "embed":
+                        return await self._embeds.call(lease.replica, *args)
                     return await getattr(lease.replica.ref, method)(*args)
             except CONNECTION_ERRORS:
                 if attempt == 2:

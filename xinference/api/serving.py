@@ -1,7 +1,11 @@
 """Chat and completion serving: validate -> ask a replica -> shape as OpenAI.
 
 One template for both endpoints; they differ only in how a request becomes a
-prompt and how a delta becomes a chunk.
+prompt and how a delta becomes a chunk. The part below the shaping is shared with
+the Ollama routes (ollama_serving.py): a `GenerationJob` goes to a replica, and an
+open stream comes back as a `Generation`, which yields the replica's deltas (text,
+token counts) and times them; `stream_response` frames them for HTTP and closes the
+stream however it ends.
 """
 
 import asyncio
@@ -9,7 +13,17 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, AsyncIterator, Coroutine, Dict, Optional, TypeVar
+from typing import (
+    Any,
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Dict,
+    NamedTuple,
+    Optional,
+    TypeVar,
+)
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -73,6 +87,10 @@ def _sse(obj: Any) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
+def _sse_error(e: XinferenceError) -> str:
+    return _sse(error_body(e.message, e.error_type, e.param, e.code))
+
+
 async def _unless_disconnected(http: Request, coro: Coroutine[Any, Any, T]) -> T:
     """Runs `coro`, cancelling it (and with it the remote call, which aborts decoding)
     if the HTTP client goes away first."""
@@ -130,6 +148,89 @@ def _for_adapter(args: tuple, model: str, lease: Lease) -> tuple:
     return args
 
 
+class GenerationJob(NamedTuple):
+    """One generation request, whichever API it came through."""
+
+    model: str  # as the request named it: a model uid, adapter name or model name
+    kind: str  # "chat" (payload: messages) or "completion" (payload: a prompt)
+    payload: Any
+    params: Dict[str, Any]  # SamplingParams fields
+    template_kwargs: Optional[Dict[str, Any]] = None
+
+    def args(self) -> tuple:
+        return self.kind, self.payload, self.params, self.template_kwargs
+
+
+class Generation:
+    """A stream open on a replica, holding a slot of it until `close()`.
+
+    The first delta was read when it opened, so a bad request failed as a plain HTTP
+    error. It also keeps when the deltas came, in perf_counter nanoseconds, for the
+    Ollama timing fields: prompt evaluation ~ request to first delta, evaluation ~ first
+    to last delta.
+    """
+
+    def __init__(self, acquired: Any, it: Any, first: Optional[Dict[str, Any]], started_ns: int):
+        self._acquired = acquired
+        self._it = it
+        self.first = first
+        self.last = first
+        self.started_ns = started_ns
+        self.first_ns = self.last_ns = time.perf_counter_ns()
+        self._closed = False
+
+    async def deltas(self) -> AsyncIterator[Dict[str, Any]]:
+        """Every delta, the first included; the last carries finish_reason and usage."""
+        if self.first is None:
+            return
+        yield self.first
+        if self.first.get("finish_reason"):
+            return
+        async for delta in self._it:
+            self.last, self.last_ns = delta, time.perf_counter_ns()
+            yield delta
+
+    async def drain(self) -> Dict[str, Any]:
+        """The whole answer: the last delta with every delta's text joined."""
+        parts = [d["text"] async for d in self.deltas()]
+        return {**(self.last or {"finish_reason": "stop"}), "text": "".join(parts)}
+
+    async def close(self) -> None:
+        """Ends the remote generator (aborting decoding if it still runs) and frees the slot."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await _release(self._it)
+        finally:
+            await self._acquired.__aexit__(None, None, None)
+
+
+def stream_response(gen: Generation, frames: AsyncGenerator[str, None],
+                    error_frame: Callable[[XinferenceError], str], media_type: str) -> StreamingResponse:
+    """Sends `frames` (made from `gen`'s deltas); an error after the headers went out
+    becomes a last frame (`error_frame`); the stream is closed however the body ends,
+    the client going away included."""
+
+    async def body() -> AsyncIterator[str]:
+        try:
+            async for frame in frames:
+                yield frame
+        except XinferenceError as e:
+            yield error_frame(e)
+        except CONNECTION_ERRORS as e:
+            logger.warning("a stream lost its replica: %s", e)
+            yield error_frame(XinferenceError(f"The model replica went away: {e}"))
+        finally:
+            try:
+                await frames.aclose()
+            finally:
+                await gen.close()
+
+    return StreamingResponse(body(), media_type=media_type,
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 class LLMServing:
     def __init__(self, router: ReplicaRouter):
         self.router = router
@@ -140,17 +241,39 @@ class LLMServing:
     async def completion(self, req: CompletionRequest, http: Request):
         return await self._serve(_Shape("completion"), req, req.prompt, None, http)
 
+    async def open(self, job: GenerationJob, http: Request) -> Generation:
+        """Starts `job` on a replica; gives up (and frees the replica) if the client
+        leaves first. The caller must `close()` what it gets."""
+        started = time.perf_counter_ns()
+        acquired, it, first = await _unless_disconnected(http, self._open_stream(job.model, job.args()))
+        return Generation(acquired, it, first, started)
+
+    async def collect(self, job: GenerationJob, http: Request) -> "tuple[Dict[str, Any], Generation]":
+        """The whole answer, read as a stream so that its deltas are timed; returns it
+        and the closed Generation (for its timings)."""
+        gen = await self.open(job, http)
+        try:
+            return await _unless_disconnected(http, gen.drain()), gen
+        finally:
+            await gen.close()
+
+    async def complete(self, job: GenerationJob) -> Dict[str, Any]:
+        """The whole answer in one call to a replica (no timings)."""
+        return await self._call_with_retry(job.model, job.args())
+
     async def _serve(self, shape: _Shape, req: SamplingRequest, payload: Any,
                      template_kwargs: Optional[Dict[str, Any]], http: Request):
         rid = f"{shape.prefix}-{uuid.uuid4().hex}"
         created = int(time.time())
-        args = (shape.kind, payload, req.sampling(), template_kwargs)
+        job = GenerationJob(req.model, shape.kind, payload, req.sampling(), template_kwargs)
         if not req.stream:
-            result = await _unless_disconnected(http, self._call_with_retry(req.model, args))
+            result = await _unless_disconnected(http, self.complete(job))
             if shape.kind == "completion" and getattr(req, "echo", False):
                 result["text"] = payload + result["text"]
             return JSONResponse(shape.whole(rid, req.model, created, result))
-        return await self._stream(shape, req, args, rid, created, http)
+        gen = await self.open(job, http)
+        frames = self._sse_frames(shape, req, job, gen, rid, created)
+        return stream_response(gen, frames, _sse_error, "text/event-stream")
 
     async def _call_with_retry(self, model: str, args: tuple) -> Dict[str, Any]:
         # A replica that vanished since we cached it: ask the supervisor again, once
@@ -189,41 +312,19 @@ class LLMServing:
                     raise ModelNotReadyError(f"No replica of {model} answered; retry shortly.")
         raise AssertionError("unreachable")
 
-    async def _stream(self, shape: _Shape, req: SamplingRequest, args: tuple, rid: str, created: int,
-                      http: Request):
-        acquired, it, first = await _unless_disconnected(http, self._open_stream(req.model, args))
-
-        async def body() -> AsyncIterator[str]:
-            last = first
-            try:
-                if shape.kind == "chat":
-                    head = shape.chunk(rid, req.model, created, {"text": ""})
-                    head["choices"][0]["delta"] = {"role": "assistant", "content": ""}
-                    yield _sse(head)
-                if getattr(req, "echo", False):
-                    yield _sse(shape.chunk(rid, req.model, created, {"text": args[1]}))
-                if first is not None:
-                    yield _sse(shape.chunk(rid, req.model, created, first))
-                    if not first.get("finish_reason"):
-                        async for delta in it:
-                            last = delta
-                            yield _sse(shape.chunk(rid, req.model, created, delta))
-                if req.include_usage and last is not None:
-                    tail = {"id": rid, "object": shape.chunk(rid, req.model, created, last)["object"],
-                            "created": created, "model": req.model, "choices": [],
-                            "usage": _usage(last)}
-                    yield _sse(tail)
-                yield "data: [DONE]\n\n"
-            except XinferenceError as e:
-                yield _sse(error_body(e.message, e.error_type, e.param, e.code))
-            except CONNECTION_ERRORS as e:
-                logger.warning("stream %s lost its replica: %s", rid, e)
-                yield _sse(error_body(f"The model replica went away: {e}", "server_error"))
-            finally:
-                # Client gone or stream over: end the remote generator now, which
-                # aborts decoding in the engine.
-                await _release(it)
-                await acquired.__aexit__(None, None, None)
-
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    @staticmethod
+    async def _sse_frames(shape: _Shape, req: SamplingRequest, job: GenerationJob, gen: Generation,
+                          rid: str, created: int) -> AsyncGenerator[str, None]:
+        if shape.kind == "chat":
+            head = shape.chunk(rid, req.model, created, {"text": ""})
+            head["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+            yield _sse(head)
+        if getattr(req, "echo", False):
+            yield _sse(shape.chunk(rid, req.model, created, {"text": job.payload}))
+        async for delta in gen.deltas():
+            yield _sse(shape.chunk(rid, req.model, created, delta))
+        if req.include_usage and gen.last is not None:
+            tail = {"id": rid, "object": shape.chunk(rid, req.model, created, gen.last)["object"],
+                    "created": created, "model": req.model, "choices": [], "usage": _usage(gen.last)}
+            yield _sse(tail)
+        yield "data: [DONE]\n\n"

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, AsyncGenerator, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncGenerator, AsyncIterator, Dict, List, Optional, Tuple
 
 import xoscar as xo
 
@@ -33,6 +33,13 @@ async def _exit_when_orphaned(period: float = 1.0) -> None:
             os._exit(1)
 
 
+def _disk_bytes(path: str) -> int:
+    """Bytes of a weights file, or of every file under a weights folder."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
 class ModelActor(xo.StatelessActor):
     def __init__(self, replica_uid: str, plan: Dict[str, Any]):
         super().__init__()
@@ -46,6 +53,7 @@ class ModelActor(xo.StatelessActor):
         self._inflight = 0
         self._served = 0
         self._created = time.time()
+        self._weights_bytes: Optional[int] = None  # the weights' size on disk
 
     async def __post_create__(self) -> None:
         self._orphan_watch = asyncio.create_task(_exit_when_orphaned())
@@ -54,6 +62,7 @@ class ModelActor(xo.StatelessActor):
         plan = self._plan
         self._progress = 0.1
         path = await asyncio.to_thread(plan.resolve_weights)
+        self._weights_bytes = await asyncio.to_thread(_disk_bytes, path)
         self._progress = 0.3
         if plan.model_type == "LLM":
             await self._load_llm(path)
@@ -96,6 +105,7 @@ class ModelActor(xo.StatelessActor):
             "inflight": self._inflight,
             "served": self._served,
             "ready": self._llm is not None or self._model is not None,
+            "weights_bytes": self._weights_bytes,
             **stats,
         }
 
@@ -133,6 +143,13 @@ class ModelActor(xo.StatelessActor):
                     dimensions: Optional[int] = None) -> Dict[str, Any]:
         self._require("embedding", "/v1/embeddings")
         return await self._count(self._model.embed(inputs, truncate, dimensions))
+
+    async def embed_many(self, jobs: List[Tuple[List[Any], bool, Optional[int]]]) -> List[Any]:
+        """Several embedding requests in one call (the REST server merges concurrent
+        ones): per request its answer, or the error that request alone gets."""
+        self._require("embedding", "/v1/embeddings")
+        return list(await asyncio.gather(
+            *(self._count(self._model.embed(*job)) for job in jobs), return_exceptions=True))
 
     async def rerank(self, query: str, documents: List[str], top_n: Optional[int] = None,
                      return_documents: bool = False, return_len: bool = False) -> Dict[str, Any]:

@@ -29,6 +29,7 @@ class ReplicaRecord:
     ready: bool = False
     ready_since: float = 0.0  # time.monotonic() when it became ready
     context_length: Optional[int] = None
+    weights_bytes: Optional[int] = None  # the size of the weights it loaded
 
 
 @dataclass
@@ -73,6 +74,7 @@ class ModelRecord:
                 for r in self.replicas
             ],
             "created": int(self.created),
+            "weights_bytes": next((r.weights_bytes for r in self.replicas if r.weights_bytes), None),
         }
         if plan.model_type == "LLM":
             ctx = next((r.context_length for r in self.replicas if r.context_length), None)

@@ -78,6 +78,7 @@ class SupervisorActor(xo.StatelessActor):
             ready=True,
             ready_since=time.monotonic(),
             context_length=report.get("context_length"),
+            weights_bytes=report.get("weights_bytes"),
         )
         record = self._models.get(model_uid)
         if record is None:
@@ -197,6 +198,7 @@ class SupervisorActor(xo.StatelessActor):
             info = await worker.launch_replica(replica.replica_uid, plan, env, model)
             replica.address = info["address"]
             replica.context_length = info.get("context_length")
+            replica.weights_bytes = info.get("weights_bytes")
             replica.ready = True
             replica.ready_since = time.monotonic()
 

@@ -68,11 +68,47 @@ class ChatMessage(BaseModel):
     content: Optional[Union[str, List[Dict[str, Any]]]] = None
 
 
+class JSONSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: Optional[str] = None
+    # "schema" would shadow a BaseModel attribute
+    json_schema: Dict[str, Any] = Field(alias="schema")
+    strict: Optional[bool] = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's response_format: plain text, any JSON object, or JSON matching a schema."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: Optional[JSONSchemaFormat] = None
+
+    def schema_for_sampling(self) -> Optional[Dict[str, Any]]:
+        """What SamplingParams.json_schema gets: None for text."""
+        if self.type == "json_object":
+            return {"type": "object"}
+        if self.type == "json_schema":
+            if self.json_schema is None:
+                raise ValueError('response_format of type "json_schema" needs json_schema.schema')
+            return self.json_schema.json_schema
+        return None
+
+
 class ChatCompletionRequest(SamplingRequest):
     messages: List[ChatMessage] = Field(min_length=1)
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     chat_template_kwargs: Optional[Dict[str, Any]] = None
     tools: Optional[List[Dict[str, Any]]] = None
+    response_format: Optional[ResponseFormat] = None
+
+    @field_validator("response_format")
+    @classmethod
+    def _schema_given(cls, v: Optional[ResponseFormat]) -> Optional[ResponseFormat]:
+        if v is not None:
+            v.schema_for_sampling()  # a json_schema type without a schema is a 400
+        return v
 
     @field_validator("tools")
     @classmethod
@@ -86,6 +122,8 @@ class ChatCompletionRequest(SamplingRequest):
         out = super().sampling()
         if out["max_tokens"] is None:
             out["max_tokens"] = self.max_completion_tokens
+        if self.response_format is not None:
+            out["json_schema"] = self.response_format.schema_for_sampling()
         return out
 
     def plain_messages(self) -> List[Dict[str, Any]]:

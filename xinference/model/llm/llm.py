@@ -44,7 +44,13 @@ class LLM:
         return self.engine.tokenize(prompt, add_bos=True)
 
     def fit(self, prompt_ids: List[int], params: SamplingParams) -> SamplingParams:
-        """Checks the request fits the context and fills the family's stops."""
+        """Checks the request fits the context and the engine, and fills the family's stops."""
+        if params.json_schema is not None and not self.engine.supports_grammar:
+            raise InvalidRequestError(
+                f"The {self.engine.name} engine cannot constrain output to JSON (format / "
+                "response_format); launch the model with the llama.cpp engine for that.",
+                param="response_format",
+            )
         n_ctx = self.engine.context_length
         room = n_ctx - len(prompt_ids)
         if params.max_tokens is not None and len(prompt_ids) + params.max_tokens > n_ctx:

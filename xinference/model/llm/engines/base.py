@@ -31,6 +31,9 @@ class LLMEngine(ABC):
     launch_kwargs: ClassVar[Tuple[str, ...]] = ()
     # whether launch may attach LoRA adapters (peft_model_config)
     supports_lora: ClassVar[bool] = False
+    # whether generate() honours SamplingParams.json_schema (constrained decoding);
+    # requests for it on other engines are refused before they reach the engine
+    supports_grammar: ClassVar[bool] = False
 
     @classmethod
     def match(cls, family: LLMFamily, spec: LLMSpec, quantization: str) -> bool:

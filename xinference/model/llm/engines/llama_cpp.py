@@ -10,7 +10,9 @@ completion); the KV cache holds `n_ctx * n_parallel` tokens in all.
 
 import asyncio
 import ctypes
+import functools
 import importlib.util
+import json
 import os
 import sys
 from typing import Any, AsyncIterator, Dict, List, Optional
@@ -34,6 +36,7 @@ SWITCH_INTERVAL_S = 0.0005
 class LlamaCppEngine(LLMEngine):
     name = "llama.cpp"
     model_formats = ("ggufv2",)
+    supports_grammar = True
     launch_kwargs = (
         "n_ctx",
         "n_parallel",
@@ -188,6 +191,11 @@ class LlamaCppEngine(LLMEngine):
     ) -> AsyncIterator[GenerationDelta]:
         if not prompt_ids:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
+        if params.json_schema is not None:
+            # Converted here, on the event loop, so a schema that cannot become a
+            # grammar is a 400 before the request queues for a slot.
+            grammar = json_grammar(json.dumps(params.json_schema, sort_keys=True))
+            params = params.model_copy(update={"grammar": grammar})
         ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params))
         async for delta in self._scheduler.queue.serve(ticket):
             yield delta
@@ -205,6 +213,25 @@ class LlamaCppEngine(LLMEngine):
         if self._model is not None:
             self._lib.llama_model_free(self._model)
             self._model = None
+
+
+@functools.lru_cache(maxsize=64)
+def json_grammar(schema_json: str) -> str:
+    """GBNF for output matching a JSON schema (given as JSON text, so it can be a cache
+    key), made by llama-cpp-python's own converter."""
+    from llama_cpp import llama_grammar
+
+    if json.loads(schema_json) == {"type": "object"}:
+        # Any object: llama.cpp's JSON grammar, whose strings, unlike the converter's,
+        # exclude raw control characters (which strict JSON parsers reject).
+        return str(llama_grammar.JSON_GBNF)
+    try:
+        return str(llama_grammar.json_schema_to_gbnf(schema_json))
+    except Exception as e:  # noqa: BLE001 - the converter raises plain errors of any type
+        raise InvalidRequestError(
+            f"This JSON schema cannot be turned into an output grammar: {type(e).__name__}: {e}",
+            param="response_format",
+        ) from None
 
 
 def _default_threads() -> int:

@@ -82,7 +82,8 @@ class LlamaScheduler:
         self._model = model
         self._ctx = ctx
         self._mem = lib.llama_get_memory(ctx)
-        self._vocab_size = lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(model))
+        self._vocab = lib.llama_model_get_vocab(model)
+        self._vocab_size = lib.llama_vocab_n_tokens(self._vocab)
         self._n_swa = int(lib.llama_model_n_swa(model))
         self._n_batch = n_batch
         self._stream_interval = stream_interval
@@ -190,7 +191,7 @@ class LlamaScheduler:
                 lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
             del slot.tokens[keep:]
         banned = self._eog_banned if params.ignore_eos else ()
-        sampler = build_sampler(lib, params, prompt, self._vocab_size, banned)
+        sampler = build_sampler(lib, params, prompt, self._vocab_size, banned, self._vocab)
         text = TextStream(ticket.emit, params.stop, self._pace)
         slot.seq = _Seq(ticket, prompt, params, sampler, text, keep)
 

@@ -1,0 +1,111 @@
+"""Ollama-compatible endpoints (/api/*), next to the OpenAI ones on the same port."""
+
+from typing import Any, Callable, Coroutine
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from ... import __version__
+from ..protocol.ollama import (
+    OLLAMA_API_VERSION,
+    OllamaChatRequest,
+    OllamaEmbeddingsRequest,
+    OllamaEmbedRequest,
+    OllamaGenerateRequest,
+    OllamaModelRequest,
+)
+
+
+class _JSONBodyRoute(APIRoute):
+    """Reads every request body as JSON: Ollama's clients, and the curl examples of its
+    docs (`curl .../api/chat -d '{...}'`, sent as a form), post JSON without saying so."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            if "json" not in request.headers.get("content-type", ""):
+                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+                headers.append((b"content-type", b"application/json"))
+                request = Request({**request.scope, "headers": headers}, request.receive)
+            return await handler(request)
+
+        return route
+
+
+router = APIRouter(tags=["Ollama"], route_class=_JSONBodyRoute)
+
+
+def _serving(request: Request):
+    return request.app.state.ollama
+
+
+def _models(request: Request):
+    return request.app.state.ollama_models
+
+
+@router.head("/", include_in_schema=False)
+async def heartbeat():
+    # the `ollama` CLI's "is the server up?" (GET / stays with the web UI)
+    return Response(status_code=200)
+
+
+@router.get("/api/version", summary="The Ollama API version this server follows")
+async def version():
+    return {"version": OLLAMA_API_VERSION, "xinference_version": __version__}
+
+
+@router.post("/api/chat", summary="Ollama: chat (streams NDJSON unless stream is false)")
+async def chat(body: OllamaChatRequest, request: Request):
+    return await _serving(request).chat(body, request)
+
+
+@router.post("/api/generate", summary="Ollama: complete a prompt")
+async def generate(body: OllamaGenerateRequest, request: Request):
+    return await _serving(request).generate(body, request)
+
+
+@router.post("/api/embed", summary="Ollama: embeddings of one or more inputs")
+async def embed(body: OllamaEmbedRequest, request: Request):
+    # A plain JSONResponse: FastAPI's encoder would walk every float of every vector.
+    return JSONResponse(await _serving(request).embed(body, request))
+
+
+@router.post("/api/embeddings", summary="Ollama (older API): the embedding of one prompt")
+async def embeddings(body: OllamaEmbeddingsRequest, request: Request):
+    return JSONResponse(await _serving(request).embeddings(body, request))
+
+
+@router.get("/api/tags", summary="Ollama: the cluster's models")
+async def tags(request: Request):
+    return await _models(request).tags()
+
+
+@router.get("/api/ps", summary="Ollama: the models loaded and ready")
+async def ps(request: Request):
+    return await _models(request).ps()
+
+
+@router.post("/api/show", summary="Ollama: details of a model")
+async def show(body: OllamaModelRequest, request: Request):
+    return await _models(request).show(body)
+
+
+@router.post("/api/pull", summary="Ollama: launch a builtin model, streaming its progress")
+async def pull(body: OllamaModelRequest, request: Request):
+    return await _models(request).pull(body, request)
+
+
+@router.delete("/api/delete", summary="Ollama: terminate a model")
+async def delete(body: OllamaModelRequest, request: Request):
+    await _models(request).delete(body)
+    return Response(status_code=200)
+
+
+@router.api_route("/api/{action}", methods=["POST", "DELETE"], include_in_schema=False)
+async def unsupported(action: str):
+    # create/copy/push have no meaning on a cluster that serves a catalogue
+    return JSONResponse({"error": f"/api/{action} is not supported by this server; models come "
+                                  "from the cluster's catalogue: POST /api/pull launches one."},
+                        status_code=501)
