@@ -154,3 +154,25 @@ def table(headers: List[str], rows: List[List[str]]) -> str:
         return "  ".join(cells).rstrip()
 
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+# Distinct long-answer prompts for load tests (each request gets its own, so no two
+# share a cached prefix beyond the template).
+LOAD_TOPICS = [
+    "Write a long story about a lighthouse keeper who finds a message in a bottle.",
+    "Explain in detail how a steam locomotive works, from the firebox to the wheels.",
+    "Describe a walk through a busy fish market early on a winter morning.",
+    "Write a travel guide for a small mountain town that has one bakery and a lake.",
+    "Tell the history of the printing press and how it changed European cities.",
+    "Write a letter from a sailor to his sister about his first voyage south.",
+    "Explain how bees build a hive and how the colony decides where to move.",
+    "Describe the life of a street musician in a large city over one long day.",
+    "Write a detective story that starts with a missing umbrella at a train station.",
+    "Explain how bread rises, what yeast does and why the oven temperature matters.",
+    "Describe a chess tournament from the point of view of the youngest player.",
+    "Write a fairy tale about a fox who wants to learn to read the stars.",
+    "Explain how a river shapes its valley over thousands of years.",
+    "Write the diary of a gardener during the driest summer in a century.",
+    "Describe how a small village prepares for its yearly harvest festival.",
+    "Write a story about two friends who build a raft to cross a wide lake.",
+]

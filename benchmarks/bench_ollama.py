@@ -27,25 +27,15 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import httpx
-from _local import LocalServer, exit_on_sigterm, launch, percentile, table
+from _local import LOAD_TOPICS, LocalServer, exit_on_sigterm, launch, percentile, table
 
 MODEL_UID = "gemma"
 ROUTES = ("openai", "ollama")
-TOPICS = [
-    "Write a long story about a lighthouse keeper who finds a message in a bottle.",
-    "Explain in detail how a steam locomotive works, from the firebox to the wheels.",
-    "Describe a walk through a busy fish market early on a winter morning.",
-    "Write a travel guide for a small mountain town that has one bakery and a lake.",
-    "Tell the history of the printing press and how it changed European cities.",
-    "Write a letter from a sailor to his sister about his first voyage south.",
-    "Explain how bees build a hive and how the colony decides where to move.",
-    "Describe the life of a street musician in a large city over one long day.",
-]
 
 
 def message(route: str, round_no: int, i: int) -> List[Dict[str, str]]:
     tag = f"{round_no}{'AB'[ROUTES.index(route)]}-{i}"  # same length for both routes
-    return [{"role": "user", "content": f"Request {tag}. {TOPICS[i % len(TOPICS)]}"}]
+    return [{"role": "user", "content": f"Request {tag}. {LOAD_TOPICS[i % len(LOAD_TOPICS)]}"}]
 
 
 async def openai_stream(client: httpx.AsyncClient, messages: List[Dict[str, str]],

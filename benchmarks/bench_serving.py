@@ -74,7 +74,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import httpx
 import psutil
-from _local import HOST, LocalServer, exit_on_sigterm, free_port, launch, percentile, table
+from _local import (
+    HOST,
+    LOAD_TOPICS,
+    LocalServer,
+    exit_on_sigterm,
+    free_port,
+    launch,
+    percentile,
+    table,
+)
 
 SERVERS = ("ours", "xllamacpp", "llama_cpp")
 MODEL_UID = "gemma"
@@ -103,24 +112,6 @@ while True:
     time.sleep(3600)
 """
 
-LOAD_TOPICS = [
-    "Write a long story about a lighthouse keeper who finds a message in a bottle.",
-    "Explain in detail how a steam locomotive works, from the firebox to the wheels.",
-    "Describe a walk through a busy fish market early on a winter morning.",
-    "Write a travel guide for a small mountain town that has one bakery and a lake.",
-    "Tell the history of the printing press and how it changed European cities.",
-    "Write a letter from a sailor to his sister about his first voyage south.",
-    "Explain how bees build a hive and how the colony decides where to move.",
-    "Describe the life of a street musician in a large city over one long day.",
-    "Write a detective story that starts with a missing umbrella at a train station.",
-    "Explain how bread rises, what yeast does and why the oven temperature matters.",
-    "Describe a chess tournament from the point of view of the youngest player.",
-    "Write a fairy tale about a fox who wants to learn to read the stars.",
-    "Explain how a river shapes its valley over thousands of years.",
-    "Write the diary of a gardener during the driest summer in a century.",
-    "Describe how a small village prepares for its yearly harvest festival.",
-    "Write a story about two friends who build a raft to cross a wide lake.",
-]
 
 SYSTEM_PROMPT = (
     "You are Quill, the writing assistant of the Harbourside Public Library. You help "

@@ -174,3 +174,23 @@ def test_our_client(api):
     assert client.get_model_registration("LLM", "gemma-3")["model_name"] == "gemma-3"
     with pytest.raises(RuntimeError, match="uid: nope"):
         client.describe_model("nope")
+
+
+def test_idle_keep_alive_connection_outlives_the_clients_expiry(api):
+    # httpx (under the openai and ollama SDKs) reuses an idle connection for 5 s: the
+    # server must not close it at that same moment.
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    url = urlsplit(api)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.request("GET", "/status")
+    assert conn.getresponse().read() and conn.sock is not None
+    sock = conn.sock
+    time.sleep(6)
+    conn.request("GET", "/status")
+    resp = conn.getresponse()
+    assert resp.status == 200 and b"ok" in resp.read()
+    assert conn.sock is sock  # the same connection, not a new one
+    conn.close()

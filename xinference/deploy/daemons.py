@@ -25,6 +25,8 @@ from .web_ui import UI_PATH, attach_ui, self_url
 
 logger = logging.getLogger(__name__)
 
+KEEP_ALIVE_S = 75
+
 
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -70,7 +72,11 @@ async def _serve_rest(supervisor: Any, supervisor_address: str, host: str, port:
     # Importing Gradio and building the page takes seconds: off the loop, which the
     # supervisor and the worker share.
     ui = ui and await asyncio.to_thread(attach_ui, app, self_url(host, port))
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=3)
+    # Keep idle connections longer than clients do (httpx, under the openai and ollama
+    # SDKs, keeps them 5 s, uvicorn's own default): with equal timeouts a client reuses a
+    # connection just as the server closes it, and its request fails with a reset.
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=3,
+                            timeout_keep_alive=KEEP_ALIVE_S)
     server = _Server(config)
     serve = asyncio.create_task(server.serve())
     while not server.started:
