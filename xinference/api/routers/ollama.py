@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from ... import __version__
+from ..json_response import FastJSONResponse
 from ..protocol.ollama import (
     OLLAMA_API_VERSION,
     OllamaChatRequest,
@@ -68,13 +69,13 @@ async def generate(body: OllamaGenerateRequest, request: Request):
 
 @router.post("/api/embed", summary="Ollama: embeddings of one or more inputs")
 async def embed(body: OllamaEmbedRequest, request: Request):
-    # A plain JSONResponse: FastAPI's encoder would walk every float of every vector.
-    return JSONResponse(await _serving(request).embed(body, request))
+    # not FastAPI's encoder, which would walk every float of every vector
+    return FastJSONResponse(await _serving(request).embed(body, request))
 
 
 @router.post("/api/embeddings", summary="Ollama (older API): the embedding of one prompt")
 async def embeddings(body: OllamaEmbeddingsRequest, request: Request):
-    return JSONResponse(await _serving(request).embeddings(body, request))
+    return FastJSONResponse(await _serving(request).embeddings(body, request))
 
 
 @router.get("/api/tags", summary="Ollama: the cluster's models")

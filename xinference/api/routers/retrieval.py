@@ -1,8 +1,8 @@
 """Embeddings (OpenAI shape) and rerank (Xinference shape)."""
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
+from ..json_response import FastJSONResponse
 from ..protocol.retrieval import EmbeddingRequest, RerankRequest
 
 router = APIRouter(tags=["Retrieval"])
@@ -10,8 +10,8 @@ router = APIRouter(tags=["Retrieval"])
 
 @router.post("/v1/embeddings", summary="Create embeddings")
 async def embeddings(body: EmbeddingRequest, request: Request):
-    # A plain JSONResponse: FastAPI's encoder would walk every float of every vector.
-    return JSONResponse(await request.app.state.retrieval.embeddings(body, request))
+    # not FastAPI's encoder, which would walk every float of every vector
+    return FastJSONResponse(await request.app.state.retrieval.embeddings(body, request))
 
 
 @router.post("/v1/rerank", summary="Rerank documents for a query")

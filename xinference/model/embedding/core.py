@@ -32,7 +32,7 @@ class _Job:
 
 class EmbeddingModel:
     launch_kwargs: ClassVar[Tuple[str, ...]] = (
-        "device", "dtype", "max_batch", "batch_wait_ms", "n_threads", "trust_remote_code",
+        "device", "dtype", "max_batch", "batch_wait_ms", "n_threads", "packed", "trust_remote_code",
     )
 
     def __init__(self, model_path: str, family: EmbeddingFamily, n_gpu: int = 0, **kwargs: Any):
@@ -43,6 +43,8 @@ class EmbeddingModel:
                 f"{', '.join(self.launch_kwargs)}.",
                 param=unknown[0],
             )
+        if not isinstance(kwargs.get("packed", True), bool):
+            raise InvalidRequestError("packed must be true or false.", param="packed")
         self.model_path = model_path
         self.family = family
         self.n_gpu = n_gpu
@@ -53,6 +55,7 @@ class EmbeddingModel:
         self.max_tokens = family.max_tokens
         self.dimensions = family.dimensions
         self._batcher: Optional[DynamicBatcher] = None
+        self._packed: Any = None  # packed.PackedEncoder where the model allows it
 
     async def load(self) -> None:
         await asyncio.to_thread(self._load_sync)
@@ -65,15 +68,22 @@ class EmbeddingModel:
             size=lambda job: len(job.inputs),
             name="embedding",
         )
+        if opts.get("packed", True):
+            self._packed = await self._batcher.in_model_thread(self._attach_packed)
+
+    def _attach_packed(self) -> Any:
+        from .packed import PackedEncoder
+
+        return PackedEncoder.attach(self._model, self._padded_forward)
 
     def _load_sync(self) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
         opts = self.kwargs
+        device = opts.get("device") or ("cuda" if self.n_gpu > 0 and torch.cuda.is_available() else "cpu")
         if opts.get("n_threads"):
             torch.set_num_threads(int(opts["n_threads"]))
-        device = opts.get("device") or ("cuda" if self.n_gpu > 0 and torch.cuda.is_available() else "cpu")
         model_kwargs = {"dtype": getattr(torch, opts["dtype"])} if opts.get("dtype") else {}
         remote = bool(opts.get("trust_remote_code", self.family.trust_remote_code))
         try:
@@ -120,7 +130,11 @@ class EmbeddingModel:
             )
 
     def stats(self) -> Dict[str, Any]:
-        return self._batcher.stats() if self._batcher is not None else {}
+        if self._batcher is None:
+            return {}
+        model = self._model
+        return {**self._batcher.stats(), "device": str(model.device), "dtype": str(next(model.parameters()).dtype).split(".")[-1],
+                "packed": self._packed is not None}
 
     async def close(self) -> None:
         if self._batcher is not None:
@@ -179,6 +193,14 @@ class EmbeddingModel:
         return list(ids)
 
     def _forward(self, ids: List[List[int]]) -> Any:
+        # inputs of one length have no padding to skip; the model's own forward is then
+        # as cheap, and measured quicker for a lone input
+        if self._packed is not None and len({len(r) for r in ids}) > 1:
+            with self._torch.inference_mode():
+                return self._packed(ids)
+        return self._padded_forward(ids)
+
+    def _padded_forward(self, ids: List[List[int]]) -> Any:
         torch = self._torch
         width = max(len(r) for r in ids)
         pad = self._tok.pad_token_id or 0
