@@ -56,6 +56,7 @@ class EmbeddingModel:
         self.dimensions = family.dimensions
         self._batcher: Optional[DynamicBatcher] = None
         self._packed: Any = None  # packed.PackedEncoder where the model allows it
+        self._engine_info: Dict[str, str] = {}  # device and dtype, once loaded
 
     async def load(self) -> None:
         await asyncio.to_thread(self._load_sync)
@@ -81,9 +82,9 @@ class EmbeddingModel:
         from sentence_transformers import SentenceTransformer
 
         opts = self.kwargs
-        device = opts.get("device") or ("cuda" if self.n_gpu > 0 and torch.cuda.is_available() else "cpu")
         if opts.get("n_threads"):
             torch.set_num_threads(int(opts["n_threads"]))
+        device = opts.get("device") or ("cuda" if self.n_gpu > 0 and torch.cuda.is_available() else "cpu")
         model_kwargs = {"dtype": getattr(torch, opts["dtype"])} if opts.get("dtype") else {}
         remote = bool(opts.get("trust_remote_code", self.family.trust_remote_code))
         try:
@@ -95,6 +96,8 @@ class EmbeddingModel:
             ) from None
         model.eval()
         self._torch, self._model, self._tok = torch, model, model.tokenizer
+        self._engine_info = {"device": str(model.device),
+                             "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
         if model.max_seq_length:
             self.max_tokens = int(model.max_seq_length)
         # renamed in sentence-transformers 6; the old name still works in older ones
@@ -132,9 +135,7 @@ class EmbeddingModel:
     def stats(self) -> Dict[str, Any]:
         if self._batcher is None:
             return {}
-        model = self._model
-        return {**self._batcher.stats(), "device": str(model.device), "dtype": str(next(model.parameters()).dtype).split(".")[-1],
-                "packed": self._packed is not None}
+        return {**self._batcher.stats(), **self._engine_info, "packed": self._packed is not None}
 
     async def close(self) -> None:
         if self._batcher is not None:
@@ -193,11 +194,8 @@ class EmbeddingModel:
         return list(ids)
 
     def _forward(self, ids: List[List[int]]) -> Any:
-        # inputs of one length have no padding to skip; the model's own forward is then
-        # as cheap, and measured quicker for a lone input
-        if self._packed is not None and len({len(r) for r in ids}) > 1:
-            with self._torch.inference_mode():
-                return self._packed(ids)
+        if self._packed is not None:
+            return self._packed(ids)
         return self._padded_forward(ids)
 
     def _padded_forward(self, ids: List[List[int]]) -> Any:
