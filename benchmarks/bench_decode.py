@@ -139,10 +139,9 @@ class Served:
 
 def model_path(model: str) -> Tuple[str, Any]:
     from xinference.model.llm.launch import plan_launch
-    from xinference.model.llm.resolve import resolve_model_path
 
     plan = plan_launch(model)
-    return str(resolve_model_path(plan.family, plan.spec, plan.quantization)), plan
+    return str(plan.resolve_weights()), plan
 
 
 def fmt(x: float, nd: int = 1) -> str:

@@ -5,6 +5,11 @@ import tempfile
 # The daemons the tests start inherit both variables.
 os.environ.setdefault("XOSCAR_DIR", tempfile.mkdtemp(prefix="xo-tests-"))
 os.environ.setdefault("XINFERENCE_HOME", tempfile.mkdtemp(prefix="xinference-home-"))
+# No test reaches a real hub: a launch that would download meets a closed port on
+# loopback and fails at once (tests of downloads point these at a fake hub).
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["MODELSCOPE_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402
 import requests  # noqa: E402

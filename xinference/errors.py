@@ -54,6 +54,15 @@ class NoWorkerError(XinferenceError):
     retry_after = 5
 
 
+class HubUnreachableError(XinferenceError):
+    """A model hub (or the mirror set for it) could not be reached or failed."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+    retry_after = 10
+
+
 class LaunchFailedError(XinferenceError):
     status_code = 500
     error_type = "server_error"

@@ -174,7 +174,9 @@ def test_no_ui_flag(log_dir, local):
     assert "Web UI at http://127.0.0.1:" in local.log()
     daemon = start_local(log_dir, None, "--no-ui")
     try:
-        assert requests.get(daemon.endpoint + "/", allow_redirects=False, timeout=10).status_code != 307
+        root = requests.get(daemon.endpoint + "/", allow_redirects=False, timeout=10)
+        assert root.status_code == 307 and root.headers["location"] == "docs"  # never a bare 405
+        assert requests.get(daemon.endpoint + "/", timeout=10).status_code == 200
         assert requests.get(daemon.endpoint + "/ui/", timeout=10).status_code == 404
         assert requests.get(daemon.endpoint + "/v1/models", timeout=10).status_code == 200
     finally:

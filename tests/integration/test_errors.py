@@ -1,6 +1,7 @@
 """Every error case answers in the OpenAI shape with the right status, and a failed
 launch leaves no process or reservation behind."""
 
+import time
 
 import psutil
 import requests
@@ -73,13 +74,19 @@ def _replica_processes(local):
     return [p for p in local.tree() if "xoscar" in " ".join(p.cmdline())]
 
 
-def test_missing_weights_400_and_nothing_left(api, local):
+def test_unreachable_hub_503_at_once_and_nothing_left(api, local):
+    # conftest points HF_ENDPOINT at a closed port on loopback
     before = len(_replica_processes(local))
+    started = time.monotonic()
     body = _err(requests.post(api + "/v1/models", json={
         "model_name": "qwen1.5-chat", "model_format": "ggufv2", "model_size_in_billions": "0_5",
-        "quantization": "q4_k_m", "model_uid": "qwen-missing"}), 400)
-    assert "model_path" in body["error"]["message"]
-    assert "qwen1_5-0_5b-chat-q4_k_m.gguf" in body["error"]["message"]
+        "quantization": "q4_k_m", "model_uid": "qwen-missing"}), 503)
+    assert time.monotonic() - started < 15
+    message = body["error"]["message"]
+    for part in ("Qwen/Qwen1.5-0.5B-Chat-GGUF", "qwen1_5-0_5b-chat-q4_k_m.gguf", "Hugging Face",
+                 "HF_ENDPOINT", "127.0.0.1:9"):
+        assert part in message, part
+    assert body["error"]["code"] == "hub_unreachable"
     _err(requests.get(api + "/v1/models/qwen-missing"), 404)
     wait_until(lambda: len(_replica_processes(local)) == before, 10, what="sub-process removed")
 

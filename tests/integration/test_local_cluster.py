@@ -44,7 +44,9 @@ def test_list_and_describe(api):
     assert d["status"] == "READY"
     inst = requests.get(api + "/v1/models/instances", params={"model_uid": GEMMA_UID}).json()
     assert inst[0]["status"] == "READY" and inst[0]["model_name"] == "gemma-3"
-    assert requests.get(f"{api}/v1/models/{GEMMA_UID}/progress").json() == {"progress": 1.0}
+    done = requests.get(f"{api}/v1/models/{GEMMA_UID}/progress").json()
+    assert done["progress"] == 1.0 and done["stage"] == "ready"
+    assert [r["stage"] for r in done["replicas"]] == ["ready"]
 
 
 def test_registrations_and_engines(api):

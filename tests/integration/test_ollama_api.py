@@ -106,13 +106,14 @@ def test_pull_streams_progress_a_stream_cut_by_delete_ends_with_an_error(api, cl
 
 
 def test_a_pull_whose_launch_fails_ends_with_an_error_line(api, client):
-    # a builtin family whose weights are not on this machine: the launch fails at the worker
+    # a builtin family whose weights must be downloaded, from a hub that cannot be reached
     with pytest.raises(ollama.ResponseError) as streamed:
         list(client.pull("qwen1.5-chat", stream=True))
-    assert "Weights for qwen1.5-chat" in streamed.value.error
+    assert "Could not download Qwen/Qwen1.5-0.5B-Chat" in streamed.value.error
+    assert "HF_ENDPOINT" in streamed.value.error
     with pytest.raises(ollama.ResponseError) as whole:
         client.pull("qwen1.5-chat")
-    assert whole.value.status_code == 500 and "Weights for qwen1.5-chat" in whole.value.error
+    assert whole.value.status_code == 503 and "Could not download" in whole.value.error
     assert "qwen1.5-chat:latest" not in [m.model for m in client.list().models]
 
 

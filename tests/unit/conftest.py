@@ -14,10 +14,9 @@ def f32_path(tmp_path_factory):
     """
     llama_cpp = pytest.importorskip("llama_cpp")
     from xinference.model.llm.launch import plan_launch
-    from xinference.model.llm.resolve import resolve_model_path
 
     plan = plan_launch("gemma-3")
-    q4 = resolve_model_path(plan.family, plan.spec, plan.quantization)
+    q4 = plan.resolve_weights()
     out = str(tmp_path_factory.mktemp("f32") / "gemma-f32.gguf")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = 0  # LLAMA_FTYPE_ALL_F32

@@ -17,7 +17,9 @@ CONVERSATION = [
 def test_builtin_catalogue_has_the_required_families():
     names = set(builtin_families())
     assert {"gemma-3", "qwen1.5-chat", "chatglm2", "chatglm3", "llama-2-chat", "baichuan-2-chat",
-            "vicuna-v1.3", "wizardlm-v1.0", "orca", "yi-chat"} <= names
+            "vicuna-v1.3", "wizardlm-v1.0", "orca", "yi-chat", "qwen2.5-instruct", "qwen3",
+            "llama-3.1-instruct", "gemma-3-it", "mistral-instruct-v0.3", "deepseek-r1-distill-qwen",
+            "glm4-chat"} <= names
 
 
 @pytest.mark.parametrize("name", sorted(builtin_families()))
@@ -28,9 +30,15 @@ def test_every_template_renders_the_conversation(name):
     for text in ("hi", "hello", "again"):
         assert text in prompt
     for spec in fam.model_specs:
-        assert spec.model_id, f"{name} {spec.model_format} has no hub id"
-        if spec.model_format in ("ggufv2", "ggmlv3"):
-            assert spec.model_file_name_template
+        assert spec.model_src, f"{name} {spec.model_format} has no hub"
+        assert set(spec.model_src) <= {"huggingface", "modelscope"}
+        for hub, src in spec.model_src.items():
+            assert "/" in src.model_id, f"{name}: {src.model_id!r} is not a repo id"
+            assert set(src.quantizations or spec.quantizations) <= set(spec.quantizations)
+            if spec.model_format in ("ggufv2", "ggmlv3"):
+                for quant in src.quantizations or spec.quantizations:
+                    files = spec.source_files(hub, quant)
+                    assert files and all(quant in f for f in files), (name, hub, quant, files)
 
 
 def test_gemma_template_matches_gemma_format():

@@ -18,7 +18,6 @@ from xinference.errors import ServerBusyError, TooManyRequestsError
 from xinference.model.llm.engines import get_engine_class
 from xinference.model.llm.launch import plan_launch
 from xinference.model.llm.llm import LLM
-from xinference.model.llm.resolve import resolve_model_path
 from xinference.types import SamplingParams
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -29,7 +28,7 @@ PROMPTS = [f"{w} once upon a time in a land of" for w in
 
 def _plan():
     plan = plan_launch("gemma-3")
-    return plan, resolve_model_path(plan.family, plan.spec, plan.quantization)
+    return plan, plan.resolve_weights()
 
 
 @asynccontextmanager

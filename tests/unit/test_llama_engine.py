@@ -8,7 +8,6 @@ from xinference.errors import InvalidRequestError
 from xinference.model.llm.engines import get_engine_class
 from xinference.model.llm.launch import plan_launch
 from xinference.model.llm.llm import LLM
-from xinference.model.llm.resolve import resolve_model_path
 from xinference.types import SamplingParams
 
 pytest.importorskip("llama_cpp")
@@ -17,7 +16,7 @@ pytest.importorskip("llama_cpp")
 @pytest.fixture(scope="module")
 def llm():
     plan = plan_launch("gemma-3", engine_kwargs={"n_ctx": 512})
-    path = resolve_model_path(plan.family, plan.spec, plan.quantization)
+    path = plan.resolve_weights()
     engine = get_engine_class(plan.engine)(path, plan.family, plan.spec, plan.quantization, **plan.engine_kwargs)
     asyncio.run(engine.load())
     return LLM(engine)

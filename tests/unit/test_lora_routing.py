@@ -61,7 +61,7 @@ async def test_supervisor_resolves_lists_and_describes_adapters(stack):
     assert sql["parent"] == "m" and sql["lora_name"] == "sql" and sql["model_uid"] == "m"
     assert sql["model_name"] == "gemma-3" and sql["status"] == "READY" and "lora_adapters" not in sql
     assert await sup.describe_model("chat") == listed["chat"]
-    assert await sup.model_progress("chat") == 1.0
+    assert (await sup.model_progress("chat"))["progress"] == 1.0
 
 
 async def test_supervisor_terminates_only_base_models(stack):

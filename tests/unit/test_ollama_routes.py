@@ -64,7 +64,7 @@ async def test_tags_show_pull_and_delete(stack):
     assert shown["model_info"]["gemma-3.context_length"] == 128 and shown["capabilities"] == ["completion"]
     assert "<start_of_turn>" in shown["template"] and "num_ctx 128" in shown["parameters"]
     lines = _lines(await stack.http.post("/api/pull", json={"model": "gemma-3"}))
-    assert lines[0]["status"].startswith("launching") and lines[-1] == {"status": "success"}
+    assert lines[0]["status"] == "pulling manifest" and lines[-1] == {"status": "success"}
     assert {"status": "loading gemma-3", "completed": 100, "total": 100} in lines
     assert "gemma-3-0" in await stack.worker.launched()
     again = await stack.http.post("/api/pull", json={"name": "gemma-3:latest", "stream": False})

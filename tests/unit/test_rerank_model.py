@@ -78,9 +78,10 @@ def by_index(response):
 
 def test_families_point_at_hub_ids():
     families = builtin_rerank_families()
-    assert families["bge-reranker-base"].model_id == "BAAI/bge-reranker-base"
+    assert families["bge-reranker-base"].model_src["huggingface"].model_id == "BAAI/bge-reranker-base"
+    assert families["bge-reranker-v2-m3"].model_src["modelscope"].model_id == "AI-ModelScope/bge-reranker-v2-m3"
     assert families["jina-reranker-v2"].trust_remote_code is True
-    assert families["mxbai-rerank-base-v1"].model_id == "mixedbread-ai/mxbai-rerank-base-v1"
+    assert families["mxbai-rerank-base-v1"].model_src["huggingface"].model_id == "mixedbread-ai/mxbai-rerank-base-v1"
     assert all(f.model_hub == "huggingface" and f.max_tokens > 0 for f in families.values())
 
 

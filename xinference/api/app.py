@@ -10,7 +10,7 @@ from .ollama_models import OllamaModels
 from .ollama_serving import OllamaServing
 from .replicas import ReplicaRouter
 from .retrieval_serving import RetrievalServing
-from .routers import cluster, models, ollama, openai, retrieval
+from .routers import cluster, models, ollama, openai, registrations, retrieval
 from .serving import LLMServing
 
 
@@ -30,6 +30,7 @@ def create_app(supervisor: Any, supervisor_address: str) -> FastAPI:
     install_error_handlers(app)
     app.include_router(cluster.router)
     app.include_router(models.router)
+    app.include_router(registrations.router)
     app.include_router(openai.router)
     app.include_router(retrieval.router)
     app.include_router(ollama.router)

@@ -7,7 +7,7 @@ launches it (default spec, model uid = the name) and reports the launch's progre
 """
 
 import asyncio
-from typing import Any, AsyncIterator, Dict, Optional
+from typing import Any, AsyncIterator, Dict, Optional, Tuple
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -25,6 +25,7 @@ from .protocol.ollama import (
     model_uid,
     ndjson,
 )
+from .protocol.progress import download_summary
 from .replicas import ReplicaRouter
 from .serving import _unless_disconnected
 
@@ -136,23 +137,39 @@ class OllamaModels:
         return None
 
     async def _progress(self, uid: str, name: str) -> AsyncIterator[Dict[str, Any]]:
-        yield {"status": f"launching {name} on the cluster"}
-        reported: Optional[int] = None
+        """Ollama's pull lines: bytes while the weights download (`completed`/`total`),
+        then percent while the replicas load, then success."""
+        yield {"status": "pulling manifest"}
+        reported: Optional[Tuple[str, int, int]] = None
         while True:
             try:
                 status = (await self._supervisor.describe_model(uid))["status"]
-                done = 100 if status == "READY" else round(100 * await self._supervisor.model_progress(uid))
-            except ModelNotFoundError as e:  # the launch failed and was undone
-                raise LaunchFailedError(e.message) from None
+                report = await self._supervisor.model_progress(uid)
+            except ModelNotFoundError as e:  # the launch failed and was undone: say why
+                cause = await self._supervisor.launch_error(uid)
+                raise (cause or LaunchFailedError(e.message)) from None
             if status == "ERROR":
                 raise LaunchFailedError(f"Launching {name} failed; see the server log.")
-            if done != reported:
-                yield {"status": f"loading {name}", "completed": done, "total": 100}
-                reported = done
+            line = _pull_line(name, report, status == "READY")
+            key = (line["status"], line.get("completed", 0), line.get("total", 0))
+            if key != reported:
+                yield line
+                reported = key
             if status == "READY":
                 break
             await asyncio.sleep(PULL_POLL_S)
         yield {"status": "success"}
+
+
+def _pull_line(name: str, report: Dict[str, Any], ready: bool) -> Dict[str, Any]:
+    download = None if ready else download_summary(report)
+    if download is not None:
+        repo = next((r["download"].get("repo") for r in report.get("replicas", [])
+                     if r.get("download")), name)
+        return {"status": f"pulling {repo}", "digest": f"{repo}", "completed": download["downloaded_bytes"],
+                "total": download["total_bytes"]}
+    done = 100 if ready else round(100 * report.get("progress", 0.0))
+    return {"status": f"loading {name}", "completed": done, "total": 100}
 
 
 async def _ndjson_lines(items: AsyncIterator[Dict[str, Any]]) -> AsyncIterator[str]:

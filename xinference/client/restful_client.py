@@ -101,8 +101,15 @@ class Client:
     def describe_model(self, model_uid: str) -> Dict[str, Any]:
         return self._get(f"/v1/models/{model_uid}", "get the model description")
 
-    def get_launch_model_progress(self, model_uid: str) -> Dict[str, float]:
+    def get_launch_model_progress(self, model_uid: str) -> Dict[str, Any]:
+        """`progress` (0-1), `stage`, and per replica the download's bytes, speed and ETA."""
         return self._get(f"/v1/models/{model_uid}/progress", "get model launching progress")
+
+    def cancel_launch_model(self, model_uid: str) -> None:
+        """Stops a launch in any stage, a download included; the bytes fetched so far are
+        kept and the next launch resumes from them."""
+        resp = self._session.post(f"{self.base_url}/v1/models/{model_uid}/cancel", headers=self._headers)
+        check(resp, "cancel launching model")
 
     def get_instance_info(self, model_name: str, model_uid: str) -> List[Dict[str, Any]]:
         return self._get("/v1/models/instances", "get instance info", model_name=model_name, model_uid=model_uid)
@@ -129,6 +136,36 @@ class Client:
     def get_model_registration(self, model_type: str, model_name: str) -> Dict[str, Any]:
         return self._get(f"/v1/model_registrations/{model_type}/{model_name}", "list model registration")
 
+    def register_model(self, model_type: str, model: Union[str, Dict[str, Any]], persist: bool = False,
+                       worker_ip: Optional[str] = None) -> None:
+        """Registers a custom model: `model` is its family as JSON text (or a dict)."""
+        body = {"model": model, "worker_ip": worker_ip, "persist": persist}
+        resp = self._session.post(f"{self.base_url}/v1/model_registrations/{model_type}", json=body,
+                                  headers=self._headers)
+        check(resp, "register model")
+
+    def unregister_model(self, model_type: str, model_name: str) -> None:
+        resp = self._session.delete(f"{self.base_url}/v1/model_registrations/{model_type}/{model_name}",
+                                    headers=self._headers)
+        check(resp, "unregister model")
+
+    # ---- download cache ---------------------------------------------------------
+
+    def list_cached_models(self, model_name: Optional[str] = None,
+                           worker_ip: Optional[str] = None) -> List[Dict[str, Any]]:
+        return self._get("/v1/cache/models", "list cached model",
+                         **_given(model_name=model_name, worker_ip=worker_ip))["list"]
+
+    def list_deletable_models(self, model_version: str, worker_ip: Optional[str] = None) -> Dict[str, Any]:
+        return self._get("/v1/cache/models/files", "get paths by model version",
+                         **_given(model_version=model_version, worker_ip=worker_ip))
+
+    def confirm_and_remove_model(self, model_version: str, worker_ip: Optional[str] = None) -> bool:
+        resp = self._session.delete(f"{self.base_url}/v1/cache/models", headers=self._headers,
+                                    params=_given(model_version=model_version, worker_ip=worker_ip))
+        check(resp, "remove cached models")
+        return bool(resp.json().get("result"))
+
     def query_engine_by_model_name(self, model_name: str, model_type: Optional[str] = "LLM") -> Dict[str, List[Dict[str, Any]]]:
         path = f"/v1/engines/{model_type}/{model_name}" if model_type else f"/v1/engines/{model_name}"
         return self._get(path, "query engine parameters by model name")
@@ -143,6 +180,10 @@ class Client:
 
     def _get_supervisor_internal_address(self) -> str:
         return self._get("/v1/address", "get supervisor internal address")
+
+
+def _given(**params: Any) -> Dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
 
 
 RESTfulClient = Client

@@ -13,6 +13,7 @@ from typing import Any, AsyncGenerator, AsyncIterator, Dict, List, Optional, Tup
 import xoscar as xo
 
 from ..errors import InvalidRequestError, ModelNotReadyError
+from ..model.hub.progress import DownloadProgress
 from ..model.llm.engines import get_engine_class
 from ..model.llm.engines.base import LLMEngine
 from ..model.llm.llm import LLM
@@ -20,6 +21,9 @@ from ..model.plans import load_plan
 from ..types import GenerationDelta, SamplingParams
 
 logger = logging.getLogger(__name__)
+
+# The share of a launch's progress bar that downloading the weights takes (as Xinference).
+DOWNLOAD_SHARE = 0.8
 
 
 async def _exit_when_orphaned(period: float = 1.0) -> None:
@@ -48,7 +52,9 @@ class ModelActor(xo.StatelessActor):
         self._llm: Optional[LLM] = None
         # an embedding or rerank model (what the plan's `create` makes)
         self._model: Any = None
-        self._progress = 0.0
+        # weights: downloading takes the first 80% of the bar, loading the rest
+        self._download = DownloadProgress()
+        self._stage = "starting"
         self._loading: Optional[LLMEngine] = None
         self._inflight = 0
         self._served = 0
@@ -60,17 +66,17 @@ class ModelActor(xo.StatelessActor):
 
     async def load(self) -> Dict[str, Any]:
         plan = self._plan
-        self._progress = 0.1
-        path = await asyncio.to_thread(plan.resolve_weights)
+        self._stage = "downloading"
+        path = await asyncio.to_thread(plan.resolve_weights, self._download)
         self._weights_bytes = await asyncio.to_thread(_disk_bytes, path)
-        self._progress = 0.3
+        self._stage = "loading"
         if plan.model_type == "LLM":
             await self._load_llm(path)
         else:
             model = plan.create(path)
             await model.load()
             self._model = model
-        self._progress = 1.0
+        self._stage = "ready"
         logger.info("replica %s loaded %s with %s", self._replica_uid, path, plan.engine)
         return await self.describe()
 
@@ -88,11 +94,23 @@ class ModelActor(xo.StatelessActor):
             self._loading = None
         self._llm = LLM(engine)
 
-    async def progress(self) -> float:
-        engine = self._loading
-        if engine is not None:  # resolving the weights took the first 30%
-            return 0.3 + 0.7 * max(0.0, min(1.0, engine.load_progress))
-        return self._progress
+    async def progress(self) -> Dict[str, Any]:
+        """Where the launch is: stage, a 0-1 value for a bar, and the download's bytes."""
+        stage, download = self._stage, self._download
+        if stage == "downloading":
+            value = DOWNLOAD_SHARE * download.fraction
+            if download.stage == "waiting":
+                stage = "waiting_for_download"
+        elif stage == "loading":
+            engine = self._loading
+            loaded = max(0.0, min(1.0, engine.load_progress)) if engine is not None else 0.0
+            value = DOWNLOAD_SHARE + (1 - DOWNLOAD_SHARE) * loaded
+        else:
+            value = 1.0 if stage == "ready" else 0.0
+        report: Dict[str, Any] = {"stage": stage, "progress": round(value, 4)}
+        if download.total_bytes:
+            report["download"] = download.report()
+        return report
 
     async def describe(self) -> Dict[str, Any]:
         if self._model is not None:

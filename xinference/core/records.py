@@ -40,6 +40,7 @@ class ModelRecord:
     request_limits: Optional[int] = None
     created: float = field(default_factory=time.time)
     error: Optional[str] = None
+    cancelled: bool = False  # POST /v1/models/{uid}/cancel stopped the launch
 
     @property
     def lora_names(self) -> List[str]:

@@ -17,9 +17,9 @@ from ..errors import (
     ModelNotReadyError,
     XinferenceError,
 )
-from ..model.llm.family import get_family
 from ..model.llm.launch import engine_params
-from ..model.plans import families, load_plan, model_type_name, plan_model
+from ..model.plans import load_plan, model_type_name, plan_model
+from ..model.registry import ModelRegistry
 from ..types import LoRASpec
 from .placement import WorkerView, choose_workers
 from .records import ModelRecord, ReplicaRecord, WorkerRecord
@@ -40,14 +40,20 @@ class SupervisorActor(xo.StatelessActor):
         self._models: Dict[str, ModelRecord] = {}
         self._launches: Dict[str, asyncio.Task] = {}
         self._failed: Dict[str, str] = {}
+        # the error a failed launch raised, for callers that report it later (Ollama's pull)
+        self._launch_errors: Dict[str, XinferenceError] = {}
         self._watchdog: Optional[asyncio.Task] = None
         self._started = time.time()
+        self._registry = ModelRegistry()
 
     @classmethod
     def default_uid(cls) -> str:
         return SUPERVISOR_UID
 
     async def __post_create__(self) -> None:
+        loaded = self._registry.load_persisted()
+        if loaded:
+            logger.info("loaded %d registered model(s)", loaded)
         self._watchdog = asyncio.create_task(self._watch_workers())
 
     async def __pre_destroy__(self) -> None:
@@ -156,7 +162,15 @@ class SupervisorActor(xo.StatelessActor):
                 f"{owner.model_uid}; model uids and adapter names share one namespace.",
                 param="model_uid",
             )
-        plan = plan_model(req.pop("model_type", "LLM"), **req)
+        kind = model_type_name(req.pop("model_type", "LLM"))
+        family = self._registry.get(kind, req.get("model_name", ""))
+        pinned = self._registry.worker_ip(kind, family.model_name)  # type: ignore[attr-defined]
+        if pinned and worker_ip and worker_ip != pinned:
+            raise InvalidRequestError(
+                f"{family.model_name} was registered on worker {pinned}; it cannot launch on "  # type: ignore[attr-defined]
+                f"{worker_ip}.", param="worker_ip")
+        worker_ip = worker_ip or pinned
+        plan = plan_model(kind, family=family, **req)
         self._check_lora_names(model_uid, getattr(plan, "lora_list", []))
         addresses = choose_workers(
             [
@@ -181,13 +195,44 @@ class SupervisorActor(xo.StatelessActor):
         )
         self._models[model_uid] = record
         self._failed.pop(model_uid, None)
+        self._launch_errors.pop(model_uid, None)
         task = asyncio.create_task(self._launch_replicas(record, env))
         self._launches[model_uid] = task
         if not wait_ready:
             task.add_done_callback(_retrieve)
             return model_uid
-        await asyncio.shield(task)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if record.cancelled:  # POST /v1/models/{uid}/cancel: an answer, not a dropped call
+                raise ConflictError(f"The launch of {model_uid} was cancelled.", param="model_uid",
+                                    code="launch_cancelled") from None
+            raise
         return model_uid
+
+    async def launch_error(self, model_uid: str) -> Optional[XinferenceError]:
+        """What the last launch of `model_uid` failed with, if it failed."""
+        return self._launch_errors.get(model_uid)
+
+    async def cancel_launch(self, model_uid: str) -> None:
+        """Stops a launch in any stage (download included); its processes end and the
+        model is forgotten. The bytes downloaded so far stay for the next launch."""
+        task = self._launches.get(model_uid)
+        record = self._models.get(model_uid)
+        if task is None or record is None:
+            if model_uid in self._models:
+                raise InvalidRequestError(
+                    f"Model {model_uid} is not launching (it is ready); terminate it instead.",
+                    param="model_uid")
+            raise self._not_found(model_uid)
+        record.cancelled = True
+        task.cancel()
+        try:
+            await task
+        except BaseException:
+            pass
+        self._failed[model_uid] = "its launch was cancelled"
+        logger.info("launch of %s cancelled", model_uid)
 
     async def _launch_replicas(self, record: ModelRecord, env: Optional[Dict[str, str]]) -> None:
         plan = record.plan.model_dump()
@@ -206,6 +251,7 @@ class SupervisorActor(xo.StatelessActor):
             results = await asyncio.gather(
                 *(one(r) for r in record.replicas), return_exceptions=True
             )
+
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
                 await self._undo_launch(record)
@@ -216,6 +262,7 @@ class SupervisorActor(xo.StatelessActor):
                         f"Launching {record.model_uid} failed: {type(error).__name__}: {error}"
                     )
                 self._failed[record.model_uid] = f"its launch failed: {error}"
+                self._launch_errors[record.model_uid] = error
                 raise error
             logger.info("model %s ready with %d replica(s)", record.model_uid, len(record.replicas))
         except asyncio.CancelledError:
@@ -347,21 +394,30 @@ class SupervisorActor(xo.StatelessActor):
                 listed[name] = record.describe_adapter(name)
         return listed
 
-    async def model_progress(self, model_uid: str) -> float:
+    async def model_progress(self, model_uid: str) -> Dict[str, Any]:
+        """The launch's progress (0-1), its stage, and per replica the stage and the
+        download's bytes, speed and ETA."""
         record, _ = self._resolve(model_uid)
-        if record.ready:
-            return 1.0
-        values = []
-        for replica in record.replicas:
+
+        async def one(replica: ReplicaRecord) -> Dict[str, Any]:
             if replica.ready:
-                values.append(1.0)
-                continue
-            worker = self._workers.get(replica.worker_address)
-            try:
-                values.append(await worker.ref.progress(replica.replica_uid) if worker else 0.0)
-            except Exception:
-                values.append(0.0)
-        return sum(values) / len(values) if values else 0.0
+                report: Dict[str, Any] = {"stage": "ready", "progress": 1.0}
+            else:
+                worker = self._workers.get(replica.worker_address)
+                try:
+                    report = await worker.ref.progress(replica.replica_uid) if worker else {}
+                except Exception:
+                    report = {}
+            return {"replica_uid": replica.replica_uid, "worker_address": replica.worker_address,
+                    "stage": "pending", "progress": 0.0, **report}
+
+        replicas = list(await asyncio.gather(*(one(r) for r in record.replicas)))
+        values = [r["progress"] for r in replicas]
+        stages = [r["stage"] for r in replicas]
+        stage = next((s for s in ("downloading", "waiting_for_download", "starting", "loading",
+                                  "pending") if s in stages), "ready")
+        return {"progress": 1.0 if record.ready else round(sum(values) / max(1, len(values)), 4),
+                "stage": "ready" if record.ready else stage, "replicas": replicas}
 
     async def locate(self, model: str) -> Dict[str, Any]:
         """Where a request's `model` goes: the model uid, the LoRA adapter to apply
@@ -384,29 +440,75 @@ class SupervisorActor(xo.StatelessActor):
     # ---- catalogue ---------------------------------------------------------
 
     async def list_model_registrations(self, model_type: str, detailed: bool = False) -> List[Dict[str, Any]]:
-        rows = []
-        for name, family in sorted(families(model_type).items()):
-            row: Dict[str, Any] = {"model_name": name, "is_builtin": True}
-            if detailed:
-                row.update(family.model_dump())
-            rows.append(row)
-        return rows
+        return self._registry.rows(model_type, detailed)
 
     async def get_model_registration(self, model_type: str, model_name: str) -> Dict[str, Any]:
-        if model_type_name(model_type) == "LLM":
-            return get_family(model_name).model_dump()
-        found = families(model_type).get(model_name)
-        if found is None:
+        if model_type_name(model_type) != "LLM" and model_name not in self._registry.families(model_type):
             raise ModelNotFoundError(
                 f"No {model_type} model named {model_name!r}.", param="model_name", code="model_not_found"
             )
-        return found.model_dump()
+        family = self._registry.get(model_type, model_name)
+        return {**family.model_dump(), "is_builtin": not self._registry.is_custom(model_type, model_name)}
 
     async def query_engines(self, model_name: str) -> Dict[str, List[Dict[str, Any]]]:
         engines: Dict[str, List[Dict[str, Any]]] = {}
-        for row in engine_params(get_family(model_name)):
+        for row in engine_params(self._registry.get("LLM", model_name)):  # type: ignore[arg-type]
             engines.setdefault(row.pop("engine"), []).append(row)
         return engines
+
+    async def register_model(self, model_type: str, model: Any, persist: bool,
+                             worker_ip: Optional[str] = None) -> None:
+        if worker_ip and not self._workers_at(worker_ip):
+            raise InvalidRequestError(f"No worker at {worker_ip}.", param="worker_ip")
+        family = self._registry.register(model_type, model, persist, worker_ip)
+        logger.info("registered %s model %s%s", model_type, family.model_name,  # type: ignore[attr-defined]
+                    " (persisted)" if persist else "")
+
+    async def unregister_model(self, model_type: str, model_name: str) -> None:
+        kind = model_type_name(model_type)
+        users = [r.model_uid for r in self._models.values()
+                 if r.plan.model_type == kind and r.plan.model_name == model_name]
+        if users and self._registry.is_custom(kind, model_name):
+            raise ConflictError(f"{model_name} is running as {', '.join(users)}; terminate it first.",
+                                param="model_name")
+        self._registry.unregister(kind, model_name)
+
+    # ---- cache -------------------------------------------------------------
+
+    def _workers_at(self, worker_ip: Optional[str]) -> List[WorkerRecord]:
+        return [w for w in self._workers.values()
+                if not worker_ip or w.address.rsplit(":", 1)[0] == worker_ip]
+
+    def _cache_workers(self, worker_ip: Optional[str]) -> List[WorkerRecord]:
+        workers = self._workers_at(worker_ip)
+        if worker_ip and not workers:
+            raise InvalidRequestError(f"No worker at {worker_ip}.", param="worker_ip")
+        return workers
+
+    async def list_cached_models(self, model_name: Optional[str] = None,
+                                 worker_ip: Optional[str] = None) -> List[Dict[str, Any]]:
+        rows: List[Dict[str, Any]] = []
+        for worker in self._cache_workers(worker_ip):
+            rows += await worker.ref.list_cached_models(model_name)
+        return rows
+
+    async def list_deletable_models(self, model_version: str, worker_ip: Optional[str] = None) -> List[str]:
+        paths: List[str] = []
+        for worker in self._cache_workers(worker_ip):
+            paths += await worker.ref.cached_files(model_version)
+        if not paths:
+            raise ModelNotFoundError(f"No cached model version {model_version!r}"
+                                     + (f" on {worker_ip}." if worker_ip else "."),
+                                     param="model_version", code="model_not_found")
+        return paths
+
+    async def confirm_and_remove_model(self, model_version: str, worker_ip: Optional[str] = None) -> bool:
+        removed = [await w.ref.remove_cached(model_version) for w in self._cache_workers(worker_ip)]
+        if not any(removed):
+            raise ModelNotFoundError(f"No cached model version {model_version!r}"
+                                     + (f" on {worker_ip}." if worker_ip else "."),
+                                     param="model_version", code="model_not_found")
+        return True
 
 
 def _retrieve(task: asyncio.Task) -> None:

@@ -7,7 +7,8 @@ from typing import Any, Dict, List, Optional
 import xoscar as xo
 
 from ..constants import HEARTBEAT_INTERVAL
-from ..errors import LaunchFailedError, XinferenceError
+from ..errors import LaunchFailedError, ModelNotFoundError, XinferenceError
+from ..model.hub import cache
 from ..model.plans import load_plan
 from .model_actor import ModelActor
 from .placement import allocate_gpus
@@ -48,6 +49,8 @@ class WorkerActor(xo.StatelessActor):
         # replica uid -> GPU indices reserved for it
         self._gpus: Dict[str, List[int]] = {}
         self._launching: Dict[str, str] = {}
+        # replica uid -> the cache entry (model version) it uses, launching ones included
+        self._versions: Dict[str, str] = {}
         self._heartbeat: Optional[asyncio.Task] = None
         self._supervisor: Any = None
         self._closed = False
@@ -103,9 +106,22 @@ class WorkerActor(xo.StatelessActor):
         model: Optional[Dict[str, Any]] = None,
     ) -> Dict[str, Any]:
         """Starts a sub-process, loads the model there, returns the replica's description."""
-        # Find the weights here first: a miss fails at once, before any process starts.
         launch = load_plan(plan)
-        launch.model_path = await asyncio.to_thread(launch.resolve_weights)
+        if not launch.model_path:
+            self._versions[replica_uid] = launch.model_version
+        try:
+            return await self._launch(replica_uid, launch, env, model)
+        finally:
+            if replica_uid not in self._replicas:
+                self._versions.pop(replica_uid, None)
+
+    async def _launch(self, replica_uid: str, launch: Any, env: Optional[Dict[str, str]],
+                      model: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        if launch.model_path:
+            # A wrong path fails at once, before any process starts. Everything else
+            # (cache, download) happens in the replica's process: cancelling the launch
+            # ends a download with it, and this actor's heartbeats never wait on one.
+            await asyncio.to_thread(launch.resolve_weights)
         gpus = allocate_gpus([g["index"] for g in gpu_status()], self._reserved_gpus(), launch.n_gpu)
         launch.n_gpu = len(gpus)
         plan = launch.model_dump()
@@ -140,15 +156,16 @@ class WorkerActor(xo.StatelessActor):
         self._replicas[replica_uid] = {**report, "plan": plan, "model": model or {}}
         return report
 
-    async def progress(self, replica_uid: str) -> float:
+    async def progress(self, replica_uid: str) -> Dict[str, Any]:
         sub = self._launching.get(replica_uid)
         if sub is None:
-            return 1.0 if replica_uid in self._replicas else 0.0
+            done = replica_uid in self._replicas
+            return {"stage": "ready" if done else "pending", "progress": 1.0 if done else 0.0}
         try:
             ref = await xo.actor_ref(sub, replica_uid)
             return await xo.wait_for(ref.progress(), timeout=2)
         except Exception:
-            return 0.05  # the sub-process is still starting
+            return {"stage": "starting", "progress": 0.0}  # the sub-process is still starting
 
     async def terminate_replica(self, replica_uid: str) -> bool:
         held = self._forget(replica_uid)
@@ -178,6 +195,7 @@ class WorkerActor(xo.StatelessActor):
     def _forget(self, replica_uid: str) -> Optional[Dict[str, Any]]:
         """Drops a replica's bookkeeping and frees its GPUs; returns its report."""
         self._gpus.pop(replica_uid, None)
+        self._versions.pop(replica_uid, None)
         return self._replicas.pop(replica_uid, None)
 
     async def _remove_sub_pool(self, sub_address: str) -> None:
@@ -185,6 +203,33 @@ class WorkerActor(xo.StatelessActor):
             await self._pool.remove_sub_pool(sub_address)
         except Exception as e:  # already gone
             logger.debug("remove_sub_pool %s: %s", sub_address, e)
+
+    # ---- the download cache --------------------------------------------------
+
+    async def list_cached_models(self, model_name: Optional[str] = None) -> List[Dict[str, Any]]:
+        rows = []
+        for entry in await asyncio.to_thread(lambda: list(cache.cached_entries())):
+            if model_name and entry.get("model_name") != model_name:
+                continue
+            rows.append({**entry, "actor_ip_address": self.address,
+                         "worker_ip": self.address.rsplit(":", 1)[0]})
+        return rows
+
+    async def cached_files(self, model_version: str) -> List[str]:
+        try:
+            return await asyncio.to_thread(cache.entry_files, model_version)
+        except ModelNotFoundError:
+            return []
+
+    async def remove_cached(self, model_version: str) -> bool:
+        """Deletes a cache entry unless a replica here uses it; False when absent."""
+        users = sorted(uid for uid, v in self._versions.items() if v == model_version)
+        try:
+            await asyncio.to_thread(cache.remove_entry, model_version, users)
+        except ModelNotFoundError:
+            return False
+        logger.info("removed cached %s", model_version)
+        return True
 
     async def shutdown(self) -> None:
         if self._closed:

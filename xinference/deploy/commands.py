@@ -64,6 +64,8 @@ def _extra_kwargs(args: List[str]) -> Dict[str, Any]:
 @click.option("-r", "--replica", default=1, show_default=True, type=int)
 @click.option("--worker-ip", default=None, help="Put the replicas on this worker.")
 @click.option("--model-path", default=None, help="Local weights: a .gguf file or a model folder.")
+@click.option("--download-hub", type=click.Choice(["huggingface", "modelscope"]), default=None,
+              help="Where to download weights from [default: $XINFERENCE_MODEL_SRC, else huggingface].")
 @click.option("--n-gpu", default="auto", show_default=True, help="GPUs per replica: a number, auto or none.")
 @click.option("--request-limits", default=None, type=int, help="Most concurrent requests per model.")
 @click.option("-lm", "--lora-modules", "lora_modules", multiple=True, type=(str, str),
@@ -71,9 +73,10 @@ def _extra_kwargs(args: List[str]) -> Dict[str, Any]:
               "it as model NAME. Repeatable.")
 @click.pass_context
 def launch(ctx: click.Context, endpoint, model_name, model_engine, model_type, size, model_format,
-           quantization, model_uid, replica, worker_ip, model_path, n_gpu, request_limits,
+           quantization, model_uid, replica, worker_ip, model_path, download_hub, n_gpu, request_limits,
            lora_modules) -> None:
-    """Launch a model and wait until it is ready. Extra --key value pairs go to the engine."""
+    """Launch a model (downloading its weights if the worker lacks them) and wait until it
+    is ready. Ctrl-C cancels. Extra --key value pairs go to the engine."""
     kwargs = _extra_kwargs(ctx.args)
     if lora_modules:
         kwargs["peft_model_config"] = {
@@ -86,10 +89,12 @@ def launch(ctx: click.Context, endpoint, model_name, model_engine, model_type, s
                 client, model_name=model_name, model_engine=model_engine, model_type=model_type,
                 model_size_in_billions=size, model_format=model_format, quantization=quantization,
                 model_uid=model_uid, replica=replica, worker_ip=worker_ip, model_path=model_path,
-                n_gpu=n_gpu_value, request_limits=request_limits, **kwargs,
+                download_hub=download_hub, n_gpu=n_gpu_value, request_limits=request_limits, **kwargs,
             )
     except RuntimeError as e:
         _fail(e)
+    except KeyboardInterrupt:
+        sys.exit(130)
     click.echo(f"Model uid: {uid}")
 
 

@@ -21,7 +21,7 @@ from ..api.app import create_app
 from ..constants import WORKER_TIMEOUT
 from ..core.supervisor import SupervisorActor
 from ..core.worker import ProcessDownRelay, WorkerActor
-from .web_ui import UI_PATH, attach_ui, self_url
+from .web_ui import UI_PATH, attach_ui, redirect_root, self_url
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ async def _serve_rest(supervisor: Any, supervisor_address: str, host: str, port:
     # Importing Gradio and building the page takes seconds: off the loop, which the
     # supervisor and the worker share.
     ui = ui and await asyncio.to_thread(attach_ui, app, self_url(host, port))
+    if not ui:
+        redirect_root(app, "docs")
     # Keep idle connections longer than clients do (httpx, under the openai and ollama
     # SDKs, keeps them 5 s, uvicorn's own default): with equal timeouts a client reuses a
     # connection just as the server closes it, and its request fails with a reset.

@@ -35,9 +35,15 @@ def attach_ui(app: Any, endpoint: str) -> bool:
         logger.exception("the web UI could not be built; serving the REST API without it")
         return False
 
-    # Relative, so that a reverse proxy's path prefix survives the redirect.
-    async def to_ui() -> RedirectResponse:
-        return RedirectResponse(url=UI_PATH.lstrip("/") + "/")
-
-    app.add_api_route("/", to_ui, include_in_schema=False)
+    redirect_root(app, UI_PATH.lstrip("/") + "/")
     return True
+
+
+def redirect_root(app: Any, target: str) -> None:
+    """GET / goes to the web UI, or to the API docs without it (never a bare 405).
+    The target is relative, so that a reverse proxy's path prefix survives."""
+
+    async def to_target() -> RedirectResponse:
+        return RedirectResponse(url=target)
+
+    app.add_api_route("/", to_target, include_in_schema=False)

@@ -5,16 +5,16 @@ between processes as a dict and comes back with `load_plan`, which picks the typ
 `model_type`.
 """
 
-from typing import Annotated, Any, Dict, Union
+from typing import Annotated, Any, Dict, Type, Union
 
 from pydantic import BaseModel, Field, TypeAdapter
 
 from ..errors import InvalidRequestError
-from .embedding.family import builtin_embedding_families
+from .embedding.family import EmbeddingFamily, builtin_embedding_families
 from .embedding.launch import EmbeddingPlan, plan_embedding
-from .llm.family import builtin_families
+from .llm.family import LLMFamily, builtin_families
 from .llm.launch import LaunchPlan, plan_launch
-from .rerank.family import builtin_rerank_families
+from .rerank.family import RerankFamily, builtin_rerank_families
 from .rerank.launch import RerankPlan, plan_rerank
 
 AnyPlan = Annotated[Union[LaunchPlan, EmbeddingPlan, RerankPlan], Field(discriminator="model_type")]
@@ -40,6 +40,13 @@ def plan_model(model_type: str, **request: Any) -> Any:
     if kind == "embedding":
         return plan_embedding(**request)
     return plan_rerank(**request)
+
+
+def family_class(model_type: str) -> Type[BaseModel]:
+    kind = model_type_name(model_type)
+    classes: Dict[str, Type[BaseModel]] = {"LLM": LLMFamily, "embedding": EmbeddingFamily,
+                                           "rerank": RerankFamily}
+    return classes[kind]
 
 
 def load_plan(data: Dict[str, Any]) -> Any:

@@ -7,6 +7,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import gradio as gr
 
+from ..client.progress import download_summary, eta_text, mb
 from .i18n import Translator
 from .launch_options import (
     MODEL_TYPES,
@@ -152,12 +153,18 @@ def _launch(page: Page, model_type: str, family: Optional[str], engine: Optional
         with page.client() as client:
             launched = client.launch_model(wait_ready=False, **args)
             deadline = time.monotonic() + LAUNCH_TIMEOUT_S
-            while (progress := client.get_launch_model_progress(launched)["progress"]) < 1.0:
+            while (report := client.get_launch_model_progress(launched))["progress"] < 1.0:
                 if time.monotonic() > deadline:
                     yield [t("launch.too_slow", uid=launched), client.list_models()]
                     return
-                bar, percent = launch_progress_bar(progress)
-                yield [t("launch.progress", uid=launched, bar=bar, percent=percent), gr.skip()]
+                bar, percent = launch_progress_bar(report["progress"])
+                line = t("launch.progress", uid=launched, bar=bar, percent=percent)
+                download = download_summary(report)
+                if download is not None:
+                    line += " " + t("launch.downloading", done=mb(download["downloaded_bytes"]),
+                                    total=mb(download["total_bytes"]),
+                                    speed=mb(download["speed_bytes_per_s"]), eta=eta_text(download["eta_s"]))
+                yield [line, gr.skip()]
                 time.sleep(POLL_INTERVAL_S)
             models = client.list_models()
         yield [t("launch.ready", uid=launched), models]

@@ -43,7 +43,18 @@ class LaunchModelRequest(BaseModel):
     virtual_env_packages: Optional[List[str]] = None
     virtual_env_find_links: Optional[List[str]] = None
     envs: Optional[Dict[str, str]] = None
+    # "huggingface" or "modelscope"; None: XINFERENCE_MODEL_SRC on the worker, else Hugging Face
+    download_hub: Optional[str] = None
 
     def engine_kwargs(self) -> Dict[str, Any]:
         extra = self.model_extra or {}
         return {k: v for k, v in extra.items() if v is not None}
+
+
+class RegisterModelRequest(BaseModel):
+    """POST /v1/model_registrations/{model_type}: xinference-client sends the family as a
+    JSON string; an object is accepted too."""
+
+    model: Union[str, Dict[str, Any]]
+    worker_ip: Optional[str] = None
+    persist: bool = False

@@ -2,7 +2,7 @@
 
 from typing import Optional
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 
 from ...errors import InvalidRequestError
 from ...model.plans import model_type_name
@@ -42,6 +42,7 @@ def _launch_args(body: LaunchModelRequest) -> dict:
         "request_limits": body.request_limits,
         "n_gpu": body.n_gpu,
         "env": body.envs,
+        "download_hub": body.download_hub,
         # LoRA adapters (lora_list): checked by the launch plan, never an engine kwarg
         "peft_model_config": body.peft_model_config,
         "engine_kwargs": body.engine_kwargs(),
@@ -115,24 +116,22 @@ async def terminate_model(model_uid: str, request: Request):
     return None
 
 
-@router.get("/v1/models/{model_uid}/progress", summary="Launch progress, 0 to 1")
+@router.get("/v1/models/{model_uid}/progress",
+            summary="Launch progress: 0 to 1, the stage, and per replica the download's bytes and speed")
 async def progress(model_uid: str, request: Request):
-    return {"progress": await _supervisor(request).model_progress(model_uid)}
+    return await _supervisor(request).model_progress(model_uid)
+
+
+@router.post("/v1/models/{model_uid}/cancel", summary="Cancel a launch in any stage, download included")
+async def cancel_launch(model_uid: str, request: Request):
+    await _supervisor(request).cancel_launch(model_uid)
+    request.app.state.router.invalidate(model_uid)
+    return None
 
 
 @router.get("/v1/models/{model_uid}/replicas", summary="Requests in flight and served, per replica")
 async def replicas(model_uid: str, request: Request):
     return await request.app.state.router.stats(model_uid)
-
-
-@router.get("/v1/model_registrations/{model_type}", summary="Builtin model families")
-async def registrations(model_type: str, request: Request, detailed: bool = Query(False)):
-    return await _supervisor(request).list_model_registrations(model_type, detailed)
-
-
-@router.get("/v1/model_registrations/{model_type}/{model_name}", summary="One model family")
-async def registration(model_type: str, model_name: str, request: Request):
-    return await _supervisor(request).get_model_registration(model_type, model_name)
 
 
 @router.get("/v1/engines/{model_name}", summary="Engines that can run a model")

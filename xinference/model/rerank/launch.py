@@ -5,7 +5,9 @@ from typing import Any, Dict, Literal, Optional, Union
 from pydantic import BaseModel
 
 from ..folder_launch import ENGINE, check_request
-from ..weights import resolve_folder
+from ..hub.fetch import fetch_weights
+from ..hub.progress import DownloadProgress
+from ..hub.source import check_hub, pick_hub
 from .family import RerankFamily, get_rerank_family
 
 
@@ -16,14 +18,20 @@ class RerankPlan(BaseModel):
     model_path: Optional[str] = None
     engine_kwargs: Dict[str, Any] = {}
     n_gpu: Union[int, str, None] = 0
+    download_hub: Optional[str] = None
 
     @property
     def model_name(self) -> str:
         return self.family.model_name
 
-    def resolve_weights(self) -> str:
-        f = self.family
-        return resolve_folder(f.model_name, f.model_id, f.model_hub, self.model_path)
+    @property
+    def model_version(self) -> str:
+        return self.family.model_name
+
+    def resolve_weights(self, progress: Optional[DownloadProgress] = None) -> str:
+        request = self.family.weights_request(self.family.model_name, self.model_type,
+                                              self.model_path, self.download_hub)
+        return fetch_weights(request, progress)
 
     def create(self, path: str) -> Any:
         from .core import RerankModel
@@ -36,17 +44,21 @@ class RerankPlan(BaseModel):
     def describe_fields(self) -> Dict[str, Any]:
         f = self.family
         return {"model_type": "rerank", "model_name": f.model_name, "language": f.language,
-                "max_tokens": f.max_tokens, "model_hub": f.model_hub, "model_id": f.model_id,
-                "revision": f.model_revision, "model_engine": self.engine, "model_ability": ["rerank"],
+                "max_tokens": f.max_tokens, **f.source_fields(self.download_hub),
+                "model_version": self.model_version, "model_engine": self.engine, "model_ability": ["rerank"],
                 "model_description": f.model_description}
 
 
 def plan_rerank(model_name: str, model_engine: Optional[str] = None, model_path: Optional[str] = None,
                 engine_kwargs: Optional[Dict[str, Any]] = None, n_gpu: Union[int, str, None] = 0,
+                download_hub: Optional[str] = None, family: Optional[RerankFamily] = None,
                 **_llm_only: Any) -> RerankPlan:
     from .core import RerankModel
 
     check_request("Rerank", model_engine, engine_kwargs, RerankModel.launch_kwargs, _llm_only)
-    family = get_rerank_family(model_name)
+    family = family or get_rerank_family(model_name)
+    hub = check_hub(download_hub)
+    if hub and not model_path:
+        pick_hub(family.model_src, hub)  # 400 now when the family has no such source
     return RerankPlan(family=family, model_path=model_path, engine_kwargs=dict(engine_kwargs or {}),
-                      n_gpu=n_gpu)
+                      n_gpu=n_gpu, download_hub=hub)

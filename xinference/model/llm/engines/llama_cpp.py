@@ -15,7 +15,7 @@ import importlib.util
 import json
 import os
 import sys
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from ....errors import InvalidRequestError
 from ....types import GenerationDelta, SamplingParams
@@ -66,6 +66,7 @@ class LlamaCppEngine(LLMEngine):
         self._scheduler: Any = None
         self._n_ctx_seq: Optional[int] = None
         self._pieces: Dict[int, bytes] = {}
+        self._own_template: Optional[Tuple[str, Dict[str, str]]] = None
 
     @property
     def context_length(self) -> int:
@@ -137,6 +138,7 @@ class LlamaCppEngine(LLMEngine):
             )
         self._model, self._ctx = model, ctx
         self._vocab = lib.llama_model_get_vocab(model)
+        self._own_template = self._read_template(model)
         self._n_ctx_seq = min(n_ctx, int(lib.llama_n_ctx_seq(ctx)))
         self._piece_buf = ctypes.create_string_buffer(256)
 
@@ -159,6 +161,25 @@ class LlamaCppEngine(LLMEngine):
             eog_tokens=self._eog_tokens(),
             piece=self._piece,
         )
+
+    def _read_template(self, model: Any) -> Optional[Tuple[str, Dict[str, str]]]:
+        """The GGUF's own `tokenizer.chat_template`, with the BOS/EOS text it writes."""
+        raw = self._lib.llama_model_chat_template(model, None)
+        if not raw:
+            return None
+
+        def text(token: int) -> str:
+            if token < 0:
+                return ""
+            return (self._lib.llama_vocab_get_text(self._vocab, token) or b"").decode("utf-8", "replace")
+
+        return raw.decode("utf-8", "replace"), {
+            "bos_token": text(self._lib.llama_vocab_bos(self._vocab)),
+            "eos_token": text(self._lib.llama_vocab_eos(self._vocab)),
+        }
+
+    def chat_template(self) -> Optional[Tuple[str, Dict[str, str]]]:
+        return self._own_template
 
     def tokenize(self, text: str, add_bos: bool) -> List[int]:
         data = text.encode("utf-8")

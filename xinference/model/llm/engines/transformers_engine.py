@@ -47,7 +47,8 @@ class TransformersEngine(LLMEngine):
     @classmethod
     def match(cls, family: Any, spec: Any, quantization: str) -> bool:
         if spec.model_format == "pytorch":
-            return True
+            # no bitsandbytes here: a "4-bit" launch would silently load full precision
+            return quantization == "none"
         return spec.model_format == "ggufv2" and quantization.upper() in GGUF_QUANTS
 
     def __init__(self, *args: Any, **kwargs: Any):
