@@ -1,5 +1,6 @@
 """The CLI as a user types it, against a real server."""
 
+import json
 import os
 import re
 import subprocess
@@ -98,3 +99,38 @@ def test_bare_xinference_starts_a_local_cluster(tmp_path):
         wait_until(lambda: f"http://127.0.0.1:{port}" in d.log(), 10, what="endpoint logged")
     finally:
         assert d.stop() == 0
+
+
+def test_register_cached_remove_cache_and_unregister(api, tmp_path):
+    from xinference.model.llm.family import get_family
+    from xinference.model.llm.launch import plan_launch
+
+    gemma = get_family("gemma-3")
+    spec = {"version": 2, "context_length": 2048, "model_name": "cli-custom", "model_lang": ["en"],
+            "model_ability": ["generate"], "model_specs": [{
+                "model_format": "ggufv2", "model_size_in_billions": "0_27", "quantization": "q4_k_m",
+                "model_uri": "file://" + plan_launch("gemma-3").resolve_weights()}],
+            "stop": gemma.stop}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    out = run("register", "-t", "LLM", "-f", str(path), "-e", api)
+    assert out.returncode == 0 and "Registered" in out.stdout, out.stderr
+    again = run("register", "-t", "LLM", "-f", str(path), "-e", api)
+    assert again.returncode == 1 and "registered already" in again.stderr and "Traceback" not in again.stderr
+    listed = run("registrations", "-t", "LLM", "-e", api)
+    assert re.search(r"^cli-custom\s+en\s+generate\s+2048", listed.stdout, re.M)
+    assert run("unregister", "-t", "LLM", "-n", "cli-custom", "-e", api).returncode == 0
+    assert "cli-custom" not in run("registrations", "-t", "LLM", "-e", api).stdout
+
+    # the session's Gemma sits in the cache and is in use
+    cached = run("cached", "-e", api)
+    assert cached.returncode == 0
+    header, _rule, *rows = cached.stdout.splitlines()
+    assert header.split()[:3] == ["Model", "version", "Type"]
+    row = next(r for r in rows if r.startswith("gemma-3--0_27B-ggufv2-q4_k_m"))
+    assert "LLM" in row and "q4_k_m" in row and "pypi" in row
+    out = run("remove-cache", "-v", "gemma-3--0_27B-ggufv2-q4_k_m", "-y", "-e", api)
+    assert out.returncode == 1 and "used by running replica" in out.stderr
+    assert "gemma-3-270m-q4_k_m.gguf" in out.stdout  # it showed what it would delete
+    out = run("remove-cache", "-v", "nothing-here", "-y", "-e", api)
+    assert out.returncode == 1 and "No cached model version" in out.stderr

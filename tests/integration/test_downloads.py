@@ -8,6 +8,7 @@ real weights and serves them.
 """
 
 import os
+import re
 import signal
 import time
 
@@ -23,7 +24,7 @@ xc = pytest.importorskip("xinference_client")
 
 REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
 MS_REPO = "qwen/Qwen2.5-0.5B-Instruct-GGUF"
-QUANTS = ("q4_k_m", "q8_0", "q4_0", "q5_0", "q6_k")
+QUANTS = ("q4_k_m", "q8_0", "q4_0", "q5_0", "q6_k", "q5_k_m")
 # bytes a hub sent that a killed or cancelled download never wrote: socket buffers and
 # the last unwritten 1 MiB step
 IN_FLIGHT = 8 << 20
@@ -255,3 +256,22 @@ def test_resume_after_the_worker_is_killed_mid_download(hubs, log_dir, tmp_path,
         assert hub.bytes_served(REPO, gguf_name("q5_0")) <= size + IN_FLIGHT
     finally:
         daemon.stop()
+
+
+def test_cli_launch_shows_megabytes_speed_and_eta(server, hubs):
+    import subprocess
+    import sys
+
+    hub, _ = hubs
+    xi = os.path.join(os.path.dirname(sys.executable), "xinference")
+    hub.throttle(40_000_000)
+    try:
+        out = subprocess.run([xi, "launch", "-n", "qwen2.5-instruct", "-s", "0_5", "-f", "ggufv2", "-q", "q5_k_m",
+                              "-u", "cli-dl", "-e", server.endpoint, "--n_ctx", "256"],
+                             capture_output=True, text=True, timeout=180)
+    finally:
+        hub.throttle(None)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"downloading [\d.]+/253\.1 MB, [\d.]+ MB/s, ETA \d+:\d\d", out.stderr), out.stderr[-2000:]
+    assert "Model uid: cli-dl" in out.stdout
+    requests.delete(server.endpoint + "/v1/models/cli-dl", timeout=30)
