@@ -338,3 +338,40 @@ def test_chinese_locale_and_the_language_switch(browser, local):
         expect(page.get_by_role("tab", name="聊天")).to_be_visible()
     finally:
         context.close()
+
+
+def test_launch_by_name_shows_the_download_and_cancels_it(browser, log_dir, tmp_path, shots):
+    """A catalogue model the worker lacks: the form shows MB, MB/s and ETA while it
+    downloads from a (fake) hub, and Cancel stops the launch and leaves nothing."""
+    from playwright.sync_api import expect
+
+    from tests.fake_hub import FakeHub
+    from xinference.model.llm.launch import plan_launch
+
+    gguf = plan_launch("gemma-3").resolve_weights()
+    with FakeHub() as hub:
+        hub.add_repo("Qwen/Qwen2.5-0.5B-Instruct-GGUF", {"qwen2.5-0.5b-instruct-q4_k_m.gguf": gguf})
+        hub.throttle(8_000_000)  # ~30 s for 250 MB: time to look and to cancel
+        daemon = start_local(log_dir, {**hub.env, "XINFERENCE_HOME": str(tmp_path / "home")})
+        context, page = _new_page(browser)
+        try:
+            open_ui(page, daemon.endpoint)
+            choose(page, "launch-family", "qwen2.5-instruct")
+            choose(page, "launch-engine", "llama.cpp")
+            choose(page, "launch-format", "ggufv2")
+            choose(page, "launch-size", "0_5")
+            choose(page, "launch-quantization", "q4_k_m")
+            page.locator("#launch-uid textarea").fill("downloading")
+            page.locator("#launch-button").click()
+            status = page.locator("#launch-status")
+            moving = re.compile(r"downloading [1-9][\d.]* / 253\.1 MB, [1-9][\d.]* MB/s, ETA \d+:\d\d")
+            expect(status).to_contain_text(moving, timeout=60_000)
+            screenshot(page, shots / "web_ui_download.png")
+            page.locator("#launch-cancel").click()
+            expect(status).to_contain_text("Launch of downloading cancelled", timeout=30_000)
+            gone = requests.get(daemon.endpoint + "/v1/models/downloading", timeout=10)
+            assert gone.status_code == 404
+            assert "downloading" not in requests.get(daemon.endpoint + "/v1/models", timeout=10).json()["data"]
+        finally:
+            context.close()
+            daemon.stop()

@@ -26,6 +26,7 @@ from .page import Page
 from .streams import readable_error
 
 POLL_INTERVAL_S = 0.5
+HUB_CHOICES = ("auto", "huggingface", "modelscope")
 LAUNCH_TIMEOUT_S = 3600.0
 
 
@@ -78,16 +79,24 @@ class LaunchForm:
                                  elem_id="launch-model-path")
             self.kwargs = mk(gr.Textbox, {"label": "launch.kwargs", "placeholder": "launch.kwargs_hint"},
                              elem_id="launch-kwargs")
+            # where a worker without the weights downloads them; "auto": the worker's
+            # XINFERENCE_MODEL_SRC, else Hugging Face
+            self.hub = mk(gr.Dropdown, {"label": "launch.download_hub"}, choices=list(HUB_CHOICES),
+                          value="auto", elem_id="launch-hub")
         self.engines = gr.State({})
+        # the uid of the launch under way, for the cancel button
+        self.launching = gr.State(None)
         with gr.Row():
             self.launch = mk(gr.Button, {"value": "launch.button"}, variant="primary", scale=0,
                              elem_id="launch-button")
+            self.cancel = mk(gr.Button, {"value": "launch.cancel"}, variant="stop", scale=0,
+                             elem_id="launch-cancel")
             self.status = gr.Markdown(elem_id="launch-status")
 
     @property
     def inputs(self) -> List[Any]:
         return [self.model_type, self.family, self.engine, self.fmt, self.size, self.quant,
-                self.uid, self.replica, self.model_path, self.kwargs, self.engines, self.page.lang]
+                self.uid, self.replica, self.model_path, self.kwargs, self.hub, self.engines, self.page.lang]
 
     @property
     def spec_dropdowns(self) -> List[Any]:
@@ -123,10 +132,11 @@ def _on_family(page: Page, model_type: str, family: Optional[str], engine: Optio
 
 def _launch_args(model_type: str, family: Optional[str], engine: Optional[str], fmt: Optional[str],
                  size: Optional[str], quant: Optional[str], uid: str, replica: Any, model_path: str,
-                 kwargs: str, engines: Dict[str, Any]) -> Dict[str, Any]:
+                 kwargs: str, hub: Optional[str], engines: Dict[str, Any]) -> Dict[str, Any]:
     args: Dict[str, Any] = {
         "model_name": family, "model_type": model_type, "model_uid": (uid or "").strip() or None,
         "replica": int(replica or 1), "model_path": (model_path or "").strip() or None,
+        "download_hub": hub if hub in HUB_CHOICES[1:] else None,
     }
     if model_type == "LLM":
         args.update(model_engine=engine, model_format=fmt, quantization=quant,
@@ -140,44 +150,71 @@ def _launch_args(model_type: str, family: Optional[str], engine: Optional[str], 
 
 def _launch(page: Page, model_type: str, family: Optional[str], engine: Optional[str], fmt: Optional[str],
             size: Optional[str], quant: Optional[str], uid: str, replica: Any, model_path: str, kwargs: str,
-            engines: Dict[str, Any], lang: str) -> Iterator[List[Any]]:
-    """Yields [status, models]: the launch's progress, then its outcome."""
+            hub: Optional[str], engines: Dict[str, Any], lang: str) -> Iterator[List[Any]]:
+    """Yields [status, models, launching uid]: the launch's progress, then its outcome."""
     t = Translator(lang)
     if not family:
-        yield [t("launch.no_family"), gr.skip()]
+        yield [t("launch.no_family"), gr.skip(), gr.skip()]
         return
     launched: Optional[str] = None
     try:
-        args = _launch_args(model_type, family, engine, fmt, size, quant, uid, replica, model_path, kwargs, engines)
-        yield [t("launch.starting", name=family), gr.skip()]
+        args = _launch_args(model_type, family, engine, fmt, size, quant, uid, replica, model_path, kwargs,
+                            hub, engines)
+        yield [t("launch.starting", name=family), gr.skip(), gr.skip()]
         with page.client() as client:
             launched = client.launch_model(wait_ready=False, **args)
             deadline = time.monotonic() + LAUNCH_TIMEOUT_S
             while (report := client.get_launch_model_progress(launched))["progress"] < 1.0:
                 if time.monotonic() > deadline:
-                    yield [t("launch.too_slow", uid=launched), client.list_models()]
+                    yield [t("launch.too_slow", uid=launched), client.list_models(), None]
                     return
-                bar, percent = launch_progress_bar(report["progress"])
-                line = t("launch.progress", uid=launched, bar=bar, percent=percent)
-                download = download_summary(report)
-                if download is not None:
-                    line += " " + t("launch.downloading", done=mb(download["downloaded_bytes"]),
-                                    total=mb(download["total_bytes"]),
-                                    speed=mb(download["speed_bytes_per_s"]), eta=eta_text(download["eta_s"]))
-                yield [line, gr.skip()]
+                yield [progress_line(t, launched, report), gr.skip(), launched]
                 time.sleep(POLL_INTERVAL_S)
             models = client.list_models()
-        yield [t("launch.ready", uid=launched), models]
+        yield [t("launch.ready", uid=launched), models, None]
     except Exception as e:
         status_code = getattr(e, "status_code", None)
+        detail = str(getattr(e, "detail", e))
+        if launched is not None and status_code == 404 and "cancelled" in detail:
+            message = t("launch.cancelled", uid=launched)
+            yield [message, _models_or_skip(page), None]
+            return
         if launched is not None and status_code == 404:
             # "Model x is not running: its launch failed: <cause>": the cause is the news
-            detail = str(getattr(e, "detail", e)).split("its launch failed: ", 1)[-1]
-            message = t("launch.failed", uid=launched, detail=detail)
+            message = t("launch.failed", uid=launched, detail=detail.split("its launch failed: ", 1)[-1])
         else:
             message = readable_error(e, t, page.endpoint)
         gr.Warning(message)
-        yield [t("status.error", message=message), _models_or_skip(page)]
+        yield [t("status.error", message=message), _models_or_skip(page), None]
+
+
+def progress_line(t: Translator, uid: str, report: Dict[str, Any]) -> str:
+    """The bar, and while the weights download: MB done / total, MB/s and ETA."""
+    bar, percent = launch_progress_bar(report["progress"])
+    line = t("launch.progress", uid=uid, bar=bar, percent=percent)
+    download = download_summary(report)
+    if download is not None:
+        line += " " + t("launch.downloading", done=mb(download["downloaded_bytes"]),
+                        total=mb(download["total_bytes"]), speed=mb(download["speed_bytes_per_s"]),
+                        eta=eta_text(download["eta_s"]))
+    elif report.get("stage") == "waiting_for_download":
+        line += " " + t("launch.waiting_for_download")
+    return line
+
+
+def _cancel(page: Page, uid: Optional[str], lang: str) -> Any:
+    """Cancels the launch under way; the launch's own handler then reports it."""
+    t = Translator(lang)
+    if not uid:
+        return t("launch.nothing_to_cancel")
+    try:
+        with page.client() as client:
+            client.cancel_launch_model(uid)
+    except Exception as e:
+        message = readable_error(e, t, page.endpoint)
+        gr.Warning(message)
+        return t("status.error", message=message)
+    return gr.skip()
 
 
 def _models_or_skip(page: Page) -> Any:
@@ -246,7 +283,9 @@ def build_launch_tab(page: Page) -> Any:
     form.family.change(partial(_on_family, page), family_inputs, [form.engines, *form.spec_dropdowns])
     for dropdown in form.spec_dropdowns[:3]:
         dropdown.input(_cascade, [form.engines, *form.spec_dropdowns], form.spec_dropdowns)
-    form.launch.click(partial(_launch, page), form.inputs, [form.status, page.models],
+    form.launch.click(partial(_launch, page), form.inputs, [form.status, page.models, form.launching],
+                      show_progress="hidden")
+    form.cancel.click(partial(_cancel, page), [form.launching, page.lang], [form.status],
                       show_progress="hidden")
     refresh.click(partial(refresh_models, page), [page.lang], [page.models])
     return tab
