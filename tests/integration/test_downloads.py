@@ -24,7 +24,7 @@ xc = pytest.importorskip("xinference_client")
 
 REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
 MS_REPO = "qwen/Qwen2.5-0.5B-Instruct-GGUF"
-QUANTS = ("q4_k_m", "q8_0", "q4_0", "q5_0", "q6_k", "q5_k_m")
+QUANTS = ("q4_k_m", "q8_0", "q4_0", "q5_0", "q6_k", "q5_k_m", "q3_k_m")
 # bytes a hub sent that a killed or cancelled download never wrote: socket buffers and
 # the last unwritten 1 MiB step
 IN_FLIGHT = 8 << 20
@@ -275,3 +275,58 @@ def test_cli_launch_shows_megabytes_speed_and_eta(server, hubs):
     assert re.search(r"downloading [\d.]+/253\.1 MB, [\d.]+ MB/s, ETA \d+:\d\d", out.stderr), out.stderr[-2000:]
     assert "Model uid: cli-dl" in out.stdout
     requests.delete(server.endpoint + "/v1/models/cli-dl", timeout=30)
+
+
+def test_ollama_pull_streams_download_bytes_of_a_model_folder(hubs, log_dir, tmp_path, tiny_qwen2):
+    """`/api/pull` of a catalogue name whose default spec is a pytorch folder: the lines
+    carry the download's bytes (completed/total), then the load, then success."""
+    ollama = pytest.importorskip("ollama")
+    from pathlib import Path
+
+    hub, _ = hubs
+    folder = Path(tiny_qwen2)
+    files = {str(p.relative_to(folder)): p for p in folder.rglob("*") if p.is_file()}
+    total = sum(p.stat().st_size for p in files.values())
+    hub.add_repo("Qwen/Qwen2.5-0.5B-Instruct", files)
+    daemon = start_local(log_dir, _env(hubs, tmp_path / "home"))
+    hub.throttle(max(100_000, total // 6))
+    try:
+        lines = list(ollama.Client(host=daemon.endpoint).pull("qwen2.5-instruct", stream=True))
+    finally:
+        hub.throttle(None)
+    try:
+        assert lines[0].status == "pulling manifest" and lines[-1].status == "success"
+        pulling = [line for line in lines if line.status.startswith("pulling Qwen/")]
+        assert pulling and all(line.total == total for line in pulling)
+        assert any(0 < (line.completed or 0) < total for line in pulling)
+        loading = [line for line in lines if line.status.startswith("loading")]
+        assert loading and loading[-1].completed == loading[-1].total == 100
+        assert lines.index(pulling[-1]) < lines.index(loading[-1])
+        desc = requests.get(daemon.endpoint + "/v1/models/qwen2.5-instruct", timeout=10).json()
+        assert desc["model_engine"] == "Transformers" and desc["model_format"] == "pytorch"
+    finally:
+        daemon.stop()
+
+
+def test_ctrl_c_in_the_cli_cancels_the_download(server, hubs):
+    import subprocess
+    import sys
+
+    hub, _ = hubs
+    xi = os.path.join(os.path.dirname(sys.executable), "xinference")
+    before = len(replica_processes(server))
+    hub.throttle(10_000_000)
+    proc = subprocess.Popen([xi, "launch", "-n", "qwen2.5-instruct", "-s", "0_5", "-f", "ggufv2", "-q", "q3_k_m",
+                             "-u", "ctrl-c", "-e", server.endpoint], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (progress(server.endpoint, "ctrl-c").get("replicas") or [{}])[0]
+                   .get("download", {}).get("downloaded_bytes", 0) > 2_000_000, 60, what="downloading")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        hub.throttle(None)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Launch of ctrl-c cancelled" in err and "Traceback" not in err
+    assert requests.get(server.endpoint + "/v1/models/ctrl-c", timeout=10).status_code == 404
+    wait_until(lambda: len(replica_processes(server)) == before, 10, what="replica process ended")

@@ -244,3 +244,42 @@ def test_modelscope_downloads_and_resumes(home, weights):
             fetch_weights(req.model_copy(update={"model_version": "ms-nope", "sources": {
                 "modelscope": HubFiles(repo_id="acme/nope", files=[GGUF])}}))
         assert "acme/nope" in err.value.message and "ModelScope" in err.value.message
+
+
+def test_a_split_gguf_downloads_every_part_and_loads_from_the_first(home, hub, weights):
+    parts = ["big-q8_0-00001-of-00002.gguf", "big-q8_0-00002-of-00002.gguf"]
+    hub.add_repo("acme/big-GGUF", {parts[0]: weights, parts[1]: b"second part"})
+    from xinference.model.llm.family import LLMSpec
+
+    spec = LLMSpec.model_validate({
+        "model_format": "ggufv2", "model_size_in_billions": 70, "quantizations": ["q4_k_m", "q8_0"],
+        "model_file_name_template": "big-{quantization}.gguf",
+        "model_file_name_split_template": "big-{quantization}-{part}.gguf",
+        "quantization_parts": {"q8_0": ["00001-of-00002", "00002-of-00002"]},
+        "model_src": {"huggingface": {"model_id": "acme/big-GGUF"}}})
+    assert spec.source_files("huggingface", "q4_k_m") == ["big-q4_k_m.gguf"]
+    assert spec.source_files("huggingface", "q8_0") == parts
+    req = gguf_request(version="big--70B-ggufv2-q8_0", repo="acme/big-GGUF",
+                       files=spec.source_files("huggingface", "q8_0"))
+    path = fetch_weights(req)
+    assert path.endswith(parts[0])
+    assert open(path.replace(parts[0], parts[1]), "rb").read() == b"second part"
+
+
+def test_a_sharded_model_takes_only_the_shards_its_index_names(home, hub):
+    index = {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors",
+                                            "b": "model-00002-of-00002.safetensors"}}
+    hub.add_repo("acme/sharded", {
+        "config.json": b"{}", "model.safetensors.index.json": json.dumps(index).encode(),
+        "model-00001-of-00002.safetensors": b"1" * 10, "model-00002-of-00002.safetensors": b"2" * 10,
+        "consolidated.safetensors": b"3" * 20, "sentence_bert_config.json": b"{}",
+        "1_Pooling/config.json": b"{}", "README.md": b"# card", "assets/logo.png": b"png"})
+    req = WeightsRequest(model_version="sharded", model_name="sharded", model_type="LLM", kind="folder",
+                         sources={"huggingface": HubFiles(repo_id="acme/sharded")})
+    root = home / "cache" / "sharded"
+    fetch_weights(req)
+    got = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".xinference" not in p.parts)
+    assert got == ["1_Pooling/config.json", "README.md", "config.json", "model-00001-of-00002.safetensors",
+                   "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+                   "sentence_bert_config.json"]
+    assert hub.bytes_served("acme/sharded", "consolidated.safetensors") == 0

@@ -165,3 +165,25 @@ def test_engines_without_grammar_refuse_json_schema_before_generating():
     with pytest.raises(InvalidRequestError, match="cannot constrain output to JSON") as err:
         LLM(engine).stream([1, 2], SamplingParams(json_schema={"type": "object"}))
     assert err.value.param == "response_format"
+
+
+@pytest.mark.timeout(300)
+async def test_a_ggufs_own_chat_template_is_used(tiny_llama_gguf):
+    """A GGUF that carries `tokenizer.chat_template` renders chats with it (and the
+    BOS text it writes), not with the family's."""
+    plan = plan_launch("gemma-3", model_path=tiny_llama_gguf, engine_kwargs={"n_ctx": 128})
+    engine = get_engine_class("llama.cpp")(tiny_llama_gguf, plan.family, plan.spec, plan.quantization,
+                                           **plan.engine_kwargs)
+    await engine.load()
+    try:
+        own = engine.chat_template()
+        assert own is not None
+        template, tokens = own
+        assert "[INST]" in template and "<start_of_turn>" not in template
+        assert tokens["bos_token"] == "<s>" and tokens["eos_token"] == "</s>"
+        ids = LLM(engine).chat_prompt([{"role": "user", "content": "hello"}])
+        text = "".join(engine._piece(i).decode("utf-8", "replace") for i in ids)
+        assert "[INST]" in text and "<start_of_turn>" not in text
+        assert ids.count(engine.tokenize("<s>", add_bos=False)[0]) == 1  # BOS once, from the template
+    finally:
+        await engine.close()
