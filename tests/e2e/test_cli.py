@@ -57,7 +57,11 @@ def test_registrations_and_engine(api):
     out = run("registrations", "-t", "LLM", "-e", api)
     assert out.returncode == 0
     assert re.search(r"^gemma-3\s+en\s+generate, chat\s+32768", out.stdout, re.M)
-    assert "qwen1.5-chat" in out.stdout
+    assert "qwen1.5-chat" in out.stdout and re.search(r"^qwen2\.5-instruct\s.*huggingface, modelscope\s+builtin",
+                                                      out.stdout, re.M)
+    for kind, name in (("embedding", "sentence-transformers/all-MiniLM-L6-v2"), ("rerank", "BAAI/bge-reranker-v2-m3")):
+        listed = run("registrations", "-t", kind, "-e", api)
+        assert listed.returncode == 0 and name in listed.stdout and "Traceback" not in listed.stderr
     out = run("engine", "-n", "gemma-3", "-e", api)
     assert out.returncode == 0 and re.search(r"llama\.cpp\s+ggufv2\s+0\.27", out.stdout)
 

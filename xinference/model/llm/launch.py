@@ -61,6 +61,7 @@ class LaunchPlan(BaseModel):
             model_format=spec.model_format, model_size_in_billions=spec.size_str(),
             quantization=quant, kind="file" if spec.model_format in GGUF_FORMATS else "folder",
             model_path=self.model_path, model_uri=spec.model_uri, sources=sources,
+            file_hint=next(iter(spec.source_files("", quant) or []), None),
             embedded_package=spec.embedded_package, download_hub=self.download_hub)
 
     def describe_fields(self) -> Dict[str, Any]:
