@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -125,9 +125,13 @@ def match_spec(
     model_format: Optional[str] = None,
     model_size_in_billions: Union[int, float, str, None] = None,
     quantization: Optional[str] = None,
+    runnable: Optional[Callable[[LLMSpec, str], bool]] = None,
 ) -> "tuple[LLMSpec, str]":
-    """The first spec that fits the filters, and the quantization to use."""
+    """The first spec that fits the filters, and the quantization to use; with
+    `runnable`, the first that fits and can run here, if any does (a launch by name
+    alone then takes a GGUF spec on a machine with llama.cpp but no torch)."""
     size = normalize_size(model_size_in_billions)
+    fits = []
     for spec in family.model_specs:
         if model_format and spec.model_format != model_format:
             continue
@@ -135,10 +139,12 @@ def match_spec(
             continue
         if quantization:
             found = [q for q in spec.quantizations if q.lower() == quantization.lower()]
-            if not found:
-                continue
-            return spec, found[0]
-        return spec, default_quantization(spec.quantizations)
+            if found:
+                fits.append((spec, found[0]))
+            continue
+        fits.append((spec, default_quantization(spec.quantizations)))
+    if fits:
+        return next((f for f in fits if runnable and runnable(*f)), fits[0])
     available = sorted(
         {
             f"{s.model_format}/{s.size_str()}/{q}"

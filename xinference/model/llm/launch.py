@@ -136,7 +136,13 @@ def plan_launch(
 ) -> LaunchPlan:
     """`family` is the registry's (a custom one); None: the builtin `model_name`."""
     family = family or get_family(model_name)
-    spec, quant = match_spec(family, model_format, model_size_in_billions, quantization)
+
+    def runnable(spec: LLMSpec, quant: str) -> bool:
+        names = [model_engine] if model_engine in ENGINES else list(ENGINES)
+        return any(get_engine_class(n).match(family, spec, quant) and get_engine_class(n).is_installed()
+                   for n in names)
+
+    spec, quant = match_spec(family, model_format, model_size_in_billions, quantization, runnable)
     hub = check_hub(download_hub)
     if hub and not model_path:
         pick_hub(spec.model_src, hub)  # 400 now when the spec has no such source
