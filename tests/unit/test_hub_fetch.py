@@ -283,3 +283,33 @@ def test_a_sharded_model_takes_only_the_shards_its_index_names(home, hub):
                    "model-00002-of-00002.safetensors", "model.safetensors.index.json",
                    "sentence_bert_config.json"]
     assert hub.bytes_served("acme/sharded", "consolidated.safetensors") == 0
+
+
+def test_a_download_is_hashed_as_it_is_written(tmp_path):
+    """The digest that verifies a download covers a resumed prefix, and starts over when
+    the file is cut back (http_get does that when a server ignores its Range)."""
+    import hashlib
+
+    from xinference.model.hub.huggingface import _HashingFile
+
+    data = os.urandom(3_000_000)
+    path = tmp_path / "f.incomplete"
+    path.write_bytes(data[:1_000_000])
+    with path.open("r+b") as f:
+        f.seek(1_000_000)
+        hashed = _HashingFile(f)
+        hashed.write(data[1_000_000:2_000_000])
+        assert hashed.tell() == 2_000_000
+        hashed.seek(1_000_000)  # the server ignored the Range: back to where this call began
+        hashed.truncate()
+        hashed.write(data[1_000_000:])
+    assert path.read_bytes() == data
+    assert hashed.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_verification_uses_the_hash_taken_while_downloading(home, hub, weights, monkeypatch):
+    calls = []
+    real = cache.sha256_of
+    monkeypatch.setattr(cache, "sha256_of", lambda p: calls.append(p) or real(p))
+    fetch_weights(gguf_request())
+    assert calls == []  # the 3 MB file was not read back

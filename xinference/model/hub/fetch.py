@@ -100,9 +100,10 @@ def _download_locked(req: WeightsRequest, client, source: HubFiles, entry: Path,
     progress.watch(entry, total, "downloading", client.NAME, source.repo_id)
     logger.info("downloading %s from %s %s@%s: %d file(s), %.1f MB", req.model_version,
                 client.NAME, source.repo_id, sha, len(names), total / 1e6)
-    for name in names:
-        client.download(source.repo_id, name, sha, entry, listing[name].size)
-    _verify(entry, names, listing, client.NAME, source.repo_id)
+    # the sha256 of each file as it was written, where the client hashed it on the way
+    digests = {name: client.download(source.repo_id, name, sha, entry, listing[name].size)
+               for name in names}
+    _verify(entry, names, listing, client.NAME, source.repo_id, digests)
     record = {**req.record(), "hub": client.NAME, "repo_id": source.repo_id, "revision": sha,
               "main_file": names[0] if req.kind == "file" else None,
               "files": {n: listing[n].size for n in names}}
@@ -135,11 +136,13 @@ def _pick_files(client, source: HubFiles, sha: str, listing: Dict[str, RepoFile]
     return names
 
 
-def _verify(entry: Path, names: List[str], listing: Dict[str, RepoFile], hub: str, repo: str) -> None:
+def _verify(entry: Path, names: List[str], listing: Dict[str, RepoFile], hub: str, repo: str,
+            digests: Dict[str, Optional[str]]) -> None:
     for name in names:
         path, want = entry / name, listing[name]
         size = path.stat().st_size if path.is_file() else -1
-        bad = size != want.size or (want.sha256 is not None and cache.sha256_of(path) != want.sha256)
+        got = None if want.sha256 is None else (digests.get(name) or cache.sha256_of(path))
+        bad = size != want.size or got != want.sha256
         if bad:
             path.unlink(missing_ok=True)  # the next launch fetches it again
             raise InvalidRequestError(

@@ -49,7 +49,7 @@ def list_repo(repo_id: str, revision: Optional[str],
     return revision, files
 
 
-def download(repo_id: str, filename: str, revision: str, local_dir: Path, size: int) -> None:
+def download(repo_id: str, filename: str, revision: str, local_dir: Path, size: int) -> Optional[str]:
     # the client resumes from `<file>.incomplete` in local_dir by itself
     _hub_api()  # the install hint, before the import below
     from modelscope.hub.file_download import model_file_download
@@ -58,6 +58,7 @@ def download(repo_id: str, filename: str, revision: str, local_dir: Path, size: 
         model_file_download(repo_id, filename, revision=revision, local_dir=str(local_dir))
     except Exception as e:
         raise _translate(e, repo_id, filename, revision) from None
+    return None  # the file is hashed when it is verified
 
 
 def _translate(e: Exception, repo_id: str, filename: Optional[str], revision: str) -> Exception:
