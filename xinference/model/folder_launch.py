@@ -1,9 +1,14 @@
-"""Launch checks shared by the model types that run a sentence-transformers folder
-(embedding, rerank)."""
+"""What the plans of the model types that run a sentence-transformers folder
+(embedding, rerank) share: launch checks and where the weights come from."""
 
 from typing import Any, Dict, Optional, Sequence
 
+from pydantic import BaseModel
+
 from ..errors import InvalidRequestError
+from .hub.fetch import fetch_weights
+from .hub.folder_family import FolderSource
+from .hub.progress import DownloadProgress
 
 ENGINE = "sentence_transformers"
 
@@ -26,3 +31,29 @@ def check_request(kind: str, model_engine: Optional[str], engine_kwargs: Optiona
             f"{kind} models do not take {', '.join(unknown)}; they take {', '.join(accepted)}.",
             param=unknown[0],
         )
+
+
+class FolderPlan(BaseModel):
+    """The fields and weights of an embedding or rerank plan; the type's plan adds
+    `model_type`, its family class and what it creates."""
+
+    model_type: str
+    family: FolderSource
+    engine: str = ENGINE
+    model_path: Optional[str] = None
+    engine_kwargs: Dict[str, Any] = {}
+    n_gpu: Any = 0
+    download_hub: Optional[str] = None
+
+    @property
+    def model_name(self) -> str:
+        return self.family.model_name  # type: ignore[attr-defined]
+
+    @property
+    def model_version(self) -> str:
+        return self.model_name
+
+    def resolve_weights(self, progress: Optional[DownloadProgress] = None) -> str:
+        request = self.family.weights_request(self.model_name, self.model_type,
+                                              self.model_path, self.download_hub)
+        return fetch_weights(request, progress)

@@ -2,36 +2,15 @@
 
 from typing import Any, Dict, Literal, Optional, Union
 
-from pydantic import BaseModel
-
-from ..folder_launch import ENGINE, check_request
-from ..hub.fetch import fetch_weights
-from ..hub.progress import DownloadProgress
+from ..folder_launch import FolderPlan, check_request
 from ..hub.source import check_hub, pick_hub
 from .family import RerankFamily, get_rerank_family
 
 
-class RerankPlan(BaseModel):
+class RerankPlan(FolderPlan):
     model_type: Literal["rerank"] = "rerank"
     family: RerankFamily
-    engine: str = ENGINE
-    model_path: Optional[str] = None
-    engine_kwargs: Dict[str, Any] = {}
     n_gpu: Union[int, str, None] = 0
-    download_hub: Optional[str] = None
-
-    @property
-    def model_name(self) -> str:
-        return self.family.model_name
-
-    @property
-    def model_version(self) -> str:
-        return self.family.model_name
-
-    def resolve_weights(self, progress: Optional[DownloadProgress] = None) -> str:
-        request = self.family.weights_request(self.family.model_name, self.model_type,
-                                              self.model_path, self.download_hub)
-        return fetch_weights(request, progress)
 
     def create(self, path: str) -> Any:
         from .core import RerankModel
