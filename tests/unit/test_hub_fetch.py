@@ -313,3 +313,21 @@ def test_verification_uses_the_hash_taken_while_downloading(home, hub, weights, 
     monkeypatch.setattr(cache, "sha256_of", lambda p: calls.append(p) or real(p))
     fetch_weights(gguf_request())
     assert calls == []  # the 3 MB file was not read back
+
+
+def test_a_hub_that_never_answers_fails_within_the_timeout(home, monkeypatch):
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts connections (the kernel does) and never answers
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setenv("XINFERENCE_HUB_TIMEOUT", "1")
+        started = time.monotonic()
+        with pytest.raises(HubUnreachableError) as err:
+            fetch_weights(gguf_request())
+        assert time.monotonic() - started < 10
+        assert "timed out" in err.value.message and REPO in err.value.message
+    finally:
+        silent.close()

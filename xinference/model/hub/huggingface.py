@@ -16,6 +16,8 @@ from .files import RepoFile
 NAME = "huggingface"
 OFFLINE_ENV = "HF_HUB_OFFLINE"
 WRITE_STEP = 1 << 20
+TIMEOUT_ENV = "XINFERENCE_HUB_TIMEOUT"
+DEFAULT_TIMEOUT_S = 10.0
 
 
 def _endpoint() -> str:
@@ -26,13 +28,20 @@ def _endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
+def _timeout() -> float:
+    """Seconds to wait for the hub's answer to one request (huggingface_hub waits
+    forever for a listing from a hub that accepts the connection and never answers)."""
+    return float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
+
+
 def list_repo(repo_id: str, revision: Optional[str],
               wanted: Optional[str] = None) -> Tuple[str, Dict[str, RepoFile]]:
     """The commit a revision points at, and every file with its size and LFS hash."""
     from huggingface_hub import HfApi
 
     try:
-        info = HfApi(endpoint=_endpoint()).model_info(repo_id, revision=revision, files_metadata=True)
+        info = HfApi(endpoint=_endpoint()).model_info(repo_id, revision=revision, files_metadata=True,
+                                                      timeout=_timeout())
     except Exception as e:
         raise _translate(e, repo_id, wanted, revision) from None
     files = {
@@ -99,7 +108,7 @@ def download(repo_id: str, filename: str, revision: str, local_dir: Path, size: 
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=_endpoint())
-        meta = get_hf_file_metadata(url)
+        meta = get_hf_file_metadata(url, timeout=_timeout())
         have = partial.stat().st_size if partial.exists() else 0
         if have > size:
             have = 0  # not this file's bytes: start over
