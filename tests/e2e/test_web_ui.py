@@ -112,10 +112,21 @@ def choose(page, elem_id, option):
 
 def set_params(page, prefix, system_prompt=None):
     page.locator(f"#{prefix}-params").get_by_text("Parameters").click()
+    from playwright.sync_api import expect
+
     for name, value in (("max-tokens", MAX_TOKENS), ("temperature", "0")):
         box = page.locator(f"#{prefix}-{name} input[type=number]")
-        box.fill(value)
-        box.press("Tab")  # the slider takes a typed value when the box loses focus
+        slider = page.locator(f"#{prefix}-{name} input[type=range]")
+        # The slider takes a typed value when the box loses focus, but on a busy machine
+        # a typed value was sometimes lost (the message then went with 256 tokens, not
+        # 16): type it again until the slider shows it.
+        for _ in range(20):
+            box.fill(value)
+            box.press("Tab")
+            page.wait_for_timeout(250)
+            if slider.input_value() == value:
+                break
+        expect(slider).to_have_value(value)
     if system_prompt is not None:
         page.locator(f"#{prefix}-system textarea").fill(system_prompt)
 
