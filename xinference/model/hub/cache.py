@@ -93,19 +93,22 @@ def entry_files(model_version: str) -> List[str]:
     """Every path that removing `model_version` deletes (the folder first)."""
     entry = entry_dir(model_version)
     if not entry.is_dir():
-        raise ModelNotFoundError(
-            f"No cached model version {model_version!r} on this worker.", param="model_version",
-            code="model_not_found",
-        )
+        raise _absent(model_version)
     files = [str(entry)]
     for root, _dirs, names in os.walk(entry):
         files.extend(os.path.join(root, n) for n in sorted(names))
     return files
 
 
+def _absent(model_version: str) -> ModelNotFoundError:
+    return ModelNotFoundError(f"No cached model version {model_version!r} on this worker.",
+                              param="model_version", code="model_not_found")
+
+
 def remove_entry(model_version: str, in_use: List[str]) -> None:
     entry = entry_dir(model_version)
-    entry_files(model_version)  # 404 when absent
+    if not entry.is_dir():
+        raise _absent(model_version)
     if in_use:
         raise ConflictError(
             f"Model version {model_version} is used by running replica(s) {', '.join(in_use)}; "
