@@ -82,3 +82,37 @@ class ServerBusyError(XinferenceError):
     error_type = "service_unavailable"
 
     retry_after = 1
+
+
+class UnauthorizedError(XinferenceError):
+    """No credentials, or ones the server does not know (or an expired token)."""
+
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class PermissionDeniedError(XinferenceError):
+    status_code = 403
+    error_type = "permission_error"
+
+
+class QuotaExceededError(XinferenceError):
+    """A key used up its requests per minute or tokens per day."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: int = 60, param: Optional[str] = None,
+                 code: Optional[str] = "quota_exceeded"):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
+
+
+class RequestAbortedError(XinferenceError):
+    """POST /v1/models/{uid}/requests/{id}/abort stopped the request (or blocked its id)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: Optional[str] = None, code: Optional[str] = "request_aborted"):
+        super().__init__(message, param=param, code=code)

@@ -130,12 +130,12 @@ def test_loading_model_503_with_retry_after(api):
 def test_terminate_frees_the_process(api, local):
     before = {p.pid for p in _replica_processes(local)}
     r = requests.post(api + "/v1/models", json={"model_name": "gemma-3", "model_uid": "tmp", "n_ctx": 256,
-                                                "envs": {"XI_TEST_FLAG": "on"}})
+                                                "envs": {"OMP_NUM_THREADS": "3"}})
     assert r.status_code == 200, r.text
     new = {p.pid for p in _replica_processes(local)} - before
     assert len(new) == 1
     env = psutil.Process(next(iter(new))).environ()
-    assert env["XI_TEST_FLAG"] == "on"  # `envs` reach the replica's process
+    assert env["OMP_NUM_THREADS"] == "3"  # `envs` reach the replica's process
     assert env["CUDA_VISIBLE_DEVICES"] == ""  # no GPU reserved: it sees none
     assert requests.delete(api + "/v1/models/tmp").status_code == 200
     assert "tmp" not in [m["id"] for m in requests.get(api + "/v1/models").json()["data"]]

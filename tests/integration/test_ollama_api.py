@@ -175,10 +175,13 @@ def test_ndjson_framing_done_object_and_timings_over_raw_http(api):
     assert done["message"] == {"role": "assistant", "content": ""} and done["model"] == GEMMA_UID
     datetime.fromisoformat(done["created_at"].replace("Z", "+00:00"))
     _check_timings(done, 6)
-    # curl's `-d` posts JSON as a form, as in Ollama's own docs: read it as JSON anyway
-    r = requests.post(f"{api}/api/generate", timeout=60, data=json.dumps(
-        {"model": GEMMA_UID, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}),
-        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    # curl's `-d` posts JSON as a form (as in Ollama's own docs): refused, since a web page
+    # may post a form to any site; the answer says how to send JSON
+    body = json.dumps({"model": GEMMA_UID, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}})
+    r = requests.post(f"{api}/api/generate", timeout=60, data=body,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "--json" in _ollama_error(r, 415)
+    r = requests.post(f"{api}/api/generate", timeout=60, data=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 200 and r.json()["done"] is True and r.json()["eval_count"] <= 2
 
 
@@ -226,7 +229,8 @@ def test_bad_requests_are_400_in_ollamas_shape(api):
     assert "suffix" in _ollama_error(_post(api, "/api/generate", {"model": GEMMA_UID, "prompt": "x",
                                                                   "suffix": "y"}), 400)
     assert _post(api, "/api/chat", {**base, "think": False}).status_code == 200
-    r = requests.post(f"{api}/api/chat", data="{not json", timeout=10)
+    r = requests.post(f"{api}/api/chat", data="{not json", timeout=10,
+                      headers={"Content-Type": "application/json"})
     assert "JSON" in _ollama_error(r, 400)
     assert "/api/pull" in _ollama_error(_post(api, "/api/copy", {"source": "a", "destination": "b"}), 501)
 

@@ -99,6 +99,26 @@ def test_concurrent_requests_share_forward_passes(retrieval):
     assert d["queue_length"] == 0
 
 
+def test_big_requests_run_in_passes_and_oversized_ones_leave_the_replica_serving(retrieval):
+    from xinference.constants import MAX_EMBEDDING_INPUTS, MAX_RERANK_DOCUMENTS
+
+    before = requests.get(f"{retrieval}/v1/models/{EMB}").json()
+    texts = [f"sentence {i}" for i in range(70)]  # the default max_batch is 32
+    r = _embed(retrieval, input=texts)
+    assert r.status_code == 200, r.text
+    assert [d["index"] for d in r.json()["data"]] == list(range(70))
+    d = requests.get(f"{retrieval}/v1/models/{EMB}").json()
+    assert d["batches"] - before["batches"] == 3 and d["batched_requests"] - before["batched_requests"] == 3
+    for r, param in ((_embed(retrieval, input=["a"] * (MAX_EMBEDDING_INPUTS + 1)), "input"),
+                     (requests.post(f"{retrieval}/v1/rerank", json={
+                         "model": RR, "query": "q", "documents": ["d"] * (MAX_RERANK_DOCUMENTS + 1)}),
+                      "documents")):
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    assert _embed(retrieval, input="still here").status_code == 200
+    r = requests.post(f"{retrieval}/v1/rerank", json={"model": RR, "query": "q", "documents": ["d"] * 70})
+    assert r.status_code == 200 and len(r.json()["results"]) == 70
+
+
 def test_rerank_and_the_client_handles(retrieval):
     from xinference.client import Client
 

@@ -92,7 +92,7 @@ def test_a_client_that_disconnects_frees_its_slot(api, tiny):
                        "ignore_eos": True, "stream": True}).encode()
     host, port = api.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         assert b"200 OK" in s.recv(4096)
         wait_until(lambda: requests.get(f"{api}/v1/models/{UID}").json()["slots_busy"] == 1, 10,

@@ -3,13 +3,15 @@ they were asked: the whole control and data path in one process, without an engi
 
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Dict, List
+from typing import Any, AsyncIterator, Dict, List, Optional
 
 import httpx
 import xoscar as xo
 
 from xinference.api.app import create_app
+from xinference.api.settings import ServerSettings
 from xinference.core.supervisor import SupervisorActor
+from xinference.errors import InvalidRequestError
 
 
 def _answer(replica_uid: str, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -32,6 +34,14 @@ class FakeReplica(xo.StatelessActor):
     async def stream(self, kind: str, payload: Any, params: Dict[str, Any], template_kwargs=None):
         self.params.append(params)
         yield _answer(self.replica_uid, params)
+
+    # an LLM, as the real ModelActor answers calls for other model types
+    async def embed_many(self, jobs: List[Any]) -> List[Any]:
+        raise InvalidRequestError("Model is a LLM model: /v1/embeddings needs an embedding model.",
+                                  param="model")
+
+    async def rerank(self, *args: Any) -> Dict[str, Any]:
+        raise InvalidRequestError("Model is a LLM model: /v1/rerank needs a rerank model.", param="model")
 
     async def describe(self) -> Dict[str, Any]:
         return {}
@@ -63,6 +73,16 @@ class FakeWorker(xo.StatelessActor):
     async def launched(self) -> Dict[str, Dict[str, Any]]:
         return self.plans
 
+    # an empty download cache, for the /v1/cache routes
+    async def list_cached_models(self, model_name: Optional[str] = None) -> List[Dict[str, Any]]:
+        return []
+
+    async def cached_files(self, model_version: str) -> List[str]:
+        return []
+
+    async def remove_cached(self, model_version: str) -> bool:
+        return False
+
 
 @dataclass
 class Stack:
@@ -78,7 +98,8 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(worker_timeout: float = 60.0) -> AsyncIterator[Stack]:
+async def running_stack(worker_timeout: float = 60.0,
+                        settings: Optional[ServerSettings] = None) -> AsyncIterator[Stack]:
     pool = await xo.create_actor_pool("127.0.0.1:0", n_process=0)
     address = pool.external_address
     try:
@@ -86,9 +107,9 @@ async def running_stack(worker_timeout: float = 60.0) -> AsyncIterator[Stack]:
                                     address=address)
         worker = await xo.create_actor(FakeWorker, uid="worker", address=address)
         await sup.add_worker(address, {"memory_available": 1, "gpus": []})
-        app = create_app(sup, address)
+        app = create_app(sup, address, settings)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://xinference") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             yield Stack(sup, worker, app, http, address)
     finally:
         await pool.stop()

@@ -35,7 +35,7 @@ class FakeSupervisor:
 def client():
     sup = FakeSupervisor()
     app = create_app(sup, "127.0.0.1:1")
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         c.sup = sup  # type: ignore[attr-defined]
         yield c
 
@@ -93,3 +93,11 @@ def test_launch_rejects_what_it_cannot_honour(client):
     _check(client.post("/v1/models", json={"model_name": "gemma-3", "model_type": "image"}), 400)
     _check(client.post("/v1/models", json={"model_name": "gemma-3", "n_gpu": "lots"}), 400)
     _check(client.post("/v1/models", json={"model_name": "gemma-3", "replica": 0}), 400)
+
+
+def test_validation_param_names_the_field_without_union_members(client):
+    body = _check(client.post("/v1/chat/completions", json={"model": "m", "messages": MSG, "stop": 5}), 400)
+    assert body["error"]["param"] == "stop"
+    body = _check(client.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user",
+                                                                                         "content": 3}]}), 400)
+    assert body["error"]["param"] == "messages.0.content"

@@ -261,4 +261,11 @@ def test_launch_kwargs_are_checked(tiny_reranker):
     with pytest.raises(InvalidRequestError) as info:
         RerankModel(tiny_reranker, family, batch_wait_ms="soon")
     assert info.value.param == "batch_wait_ms"
-    assert set(RerankModel.launch_kwargs) >= {"device", "max_batch", "max_length", "trust_remote_code"}
+    with pytest.raises(InvalidRequestError) as info:
+        RerankModel(tiny_reranker, family, max_batch="4")  # a number, not its text
+    assert info.value.param == "max_batch"
+    # a server setting: naming it in a launch is refused, and says where it is set
+    with pytest.raises(InvalidRequestError) as info:
+        RerankModel(tiny_reranker, family, trust_remote_code=True)
+    assert info.value.param == "trust_remote_code" and "--trust-remote-code" in info.value.message
+    assert set(RerankModel.launch_kwargs) == {"device", "max_batch", "max_length", "batch_wait_ms"}

@@ -5,7 +5,8 @@ xinference-client reads; on Ollama's routes (/api/*) it is Ollama's `{"error": "
 """
 
 import logging
-from typing import Any, Dict, Optional
+import re
+from typing import Any, Dict, Mapping, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import XinferenceError
+from .context import request_id
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +26,10 @@ class ClientGone(Exception):
     """The HTTP client disconnected before the answer was ready."""
 
 
-_TYPES = {400: "invalid_request_error", 404: "not_found_error", 405: "invalid_request_error",
-          409: "conflict_error", 429: "rate_limit_error", 503: "service_unavailable"}
+_TYPES = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
+          405: "invalid_request_error", 409: "conflict_error", 413: "invalid_request_error",
+          415: "invalid_request_error", 429: "rate_limit_error", 501: "invalid_request_error",
+          503: "service_unavailable"}
 
 
 def error_body(
@@ -37,12 +41,21 @@ def error_body(
     }
 
 
-def is_ollama_route(request: Request) -> bool:
-    path = request.scope.get("path", "")
-    root = request.scope.get("root_path", "")
+def route_path(scope: Mapping[str, Any]) -> str:
+    """The request's path below the app's root path (a proxy prefix)."""
+    path = scope.get("path", "")
+    root = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root):]
-    return path.startswith(OLLAMA_PREFIX)
+    return path
+
+
+def is_ollama_route(request: Request) -> bool:
+    return is_ollama_path(request.scope)
+
+
+def is_ollama_path(scope: Mapping[str, Any]) -> bool:
+    return route_path(scope).startswith(OLLAMA_PREFIX)
 
 
 def _body(ollama: bool, message: str, error_type: str, param: Optional[str] = None,
@@ -50,22 +63,53 @@ def _body(ollama: bool, message: str, error_type: str, param: Optional[str] = No
     return {"error": message} if ollama else error_body(message, error_type, param, code)
 
 
+def http_error(status: int, message: str, ollama: bool = False,
+               headers: Optional[Mapping[str, str]] = None) -> JSONResponse:
+    """An error answer for a status with no XinferenceError behind it (routing,
+    the middleware's refusals)."""
+    return JSONResponse(_body(ollama, message, _TYPES.get(status, "server_error")),
+                        status_code=status, headers=dict(headers) if headers else None)
+
+
+def unexpected(exc: BaseException, what: str = "unexpected error") -> XinferenceError:
+    """Logs a failure nobody foresaw, with its traceback and the request's id, and
+    returns what the client may see of it: the id to quote, not the exception's text
+    (which can carry paths, addresses and arguments)."""
+    rid = request_id.get()
+    logger.error("%s (request id %s)", what, rid or "-", exc_info=exc)
+    where = f" (request id {rid})" if rid else ""
+    return XinferenceError(f"Internal server error{where}; see the server log.")
+
+
 def error_response(exc: BaseException, ollama: bool = False) -> JSONResponse:
-    if isinstance(exc, XinferenceError):
-        headers = {}
-        retry = getattr(exc, "retry_after", None)
-        if retry is not None:
-            headers["Retry-After"] = str(retry)
-        return JSONResponse(
-            _body(ollama, exc.message, exc.error_type, exc.param, exc.code),
-            status_code=exc.status_code,
-            headers=headers,
-        )
-    logger.exception("unexpected error", exc_info=exc)
+    if isinstance(exc, StarletteHTTPException):
+        return http_error(exc.status_code, str(exc.detail), ollama, exc.headers)
+    if not isinstance(exc, XinferenceError):
+        exc = unexpected(exc)
+    headers = {}
+    retry = getattr(exc, "retry_after", None)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
     return JSONResponse(
-        _body(ollama, f"Internal error: {type(exc).__name__}: {exc}", "server_error"),
-        status_code=500,
+        _body(ollama, exc.message, exc.error_type, exc.param, exc.code),
+        status_code=exc.status_code,
+        headers=headers,
     )
+
+
+# how pydantic names the member of a union that failed (`stop.constrained-str`):
+# nothing a client sent, so left out of `param`
+_UNION_MEMBERS = re.compile(r"^(str|int|float|bool|dict|list|none|constrained-.*|.*\[.*\])$")
+
+
+def _location(loc: Any) -> str:
+    """The field a validation error is about, as the client spelled it: without
+    FastAPI's leading `body`/`query`/`path` (only that one: a field may be called
+    `query`) and without the union members pydantic adds."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(str(p) for p in parts if not (isinstance(p, str) and _UNION_MEMBERS.match(p)))
 
 
 def _validation_message(exc: RequestValidationError) -> "tuple[str, Optional[str]]":
@@ -75,8 +119,7 @@ def _validation_message(exc: RequestValidationError) -> "tuple[str, Optional[str
         if err.get("type") == "json_invalid":
             detail = (err.get("ctx") or {}).get("error", "")
             return f"The request body is not valid JSON: {detail}".rstrip(": "), None
-        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
-        where = ".".join(loc)
+        where = _location(err.get("loc", ()))
         param = param or (where or None)
         parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
     return "Invalid request: " + "; ".join(parts), param
@@ -95,11 +138,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            _body(is_ollama_route(request), str(exc.detail), _TYPES.get(exc.status_code, "server_error")),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        return error_response(exc, is_ollama_route(request))
 
     @app.exception_handler(ClientGone)
     async def _gone(_: Request, exc: ClientGone) -> Response:

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..errors import ConflictError, LaunchFailedError, ModelNotFoundError, XinferenceError
+from .errors import unexpected
 from .ollama_serving import named_model
 from .protocol.ollama import (
     NDJSON,
@@ -178,3 +179,5 @@ async def _ndjson_lines(items: AsyncIterator[Dict[str, Any]]) -> AsyncIterator[s
             yield ndjson(item)
     except XinferenceError as e:  # the status line went out already: say it in the stream
         yield ndjson({"error": e.message})
+    except Exception as e:  # never a silently cut stream
+        yield ndjson({"error": unexpected(e, "a pull stream failed mid-way").message})

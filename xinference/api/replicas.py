@@ -19,6 +19,7 @@ from xoscar.errors import ActorNotExist, ServerClosed
 
 from ..core.placement import pick_replica
 from ..errors import TooManyRequestsError
+from .inflight import current
 
 # What a replica whose process or worker went away raises.
 CONNECTION_ERRORS = (ServerClosed, ConnectionError, ActorNotExist, OSError)
@@ -120,7 +121,8 @@ class ReplicaRouter:
     @staticmethod
     async def _load(replica: Replica) -> Dict[str, Any]:
         try:
-            desc = await asyncio.wait_for(replica.ref.describe(), LOAD_TIMEOUT_S)
+            # xo.wait_for: a hung replica process would never answer asyncio's cancel
+            desc = await xo.wait_for(replica.ref.describe(), LOAD_TIMEOUT_S)
         except (asyncio.TimeoutError, *CONNECTION_ERRORS):
             return {}
         return {k: desc[k] for k in (*LOAD_KEYS, *ENGINE_KEYS) if k in desc}
@@ -141,6 +143,9 @@ class ReplicaRouter:
     @asynccontextmanager
     async def acquire(self, model: str) -> AsyncIterator[Lease]:
         route, lora_name = await self._route(model)
+        req = current()
+        if req is not None:
+            req.routed(route.model_uid)
         if route.request_limits is not None and route.inflight >= route.request_limits:
             raise TooManyRequestsError(
                 f"Model {route.model_uid} is serving {route.inflight} requests, its limit "

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from ..errors import InvalidRequestError, ModelNotReadyError
 from .coalesce import CallCoalescer
+from .inflight import note_usage
 from .protocol.retrieval import EmbeddingRequest, RerankRequest
 from .replicas import CONNECTION_ERRORS, ReplicaRouter
 from .serving import _unless_disconnected
@@ -47,10 +48,13 @@ class RetrievalServing:
                            else array("f", chunk).tolist())
             rows.append({"object": "embedding", "index": i, "embedding": vector})
         tokens = int(out["prompt_tokens"])
+        note_usage(prompt_tokens=tokens)
         return {"object": "list", "data": rows, "model": req.model,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     async def rerank(self, req: RerankRequest, http: Request) -> Dict[str, Any]:
         return_documents = True if req.return_documents is None else req.return_documents
-        return await _unless_disconnected(http, self._call(
+        out = await _unless_disconnected(http, self._call(
             req.model, "rerank", req.query, req.documents, req.top_n, return_documents, bool(req.return_len)))
+        note_usage(prompt_tokens=((out.get("meta") or {}).get("tokens") or {}).get("input_tokens", 0))
+        return out

@@ -29,7 +29,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..errors import InvalidRequestError, ModelNotReadyError, XinferenceError
-from .errors import ClientGone, error_body
+from .errors import ClientGone, error_body, unexpected
+from .inflight import abortable, current, use_request_id
 from .protocol.openai import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from .replicas import CONNECTION_ERRORS, Lease, ReplicaRouter
 
@@ -93,16 +94,17 @@ def _sse_error(e: XinferenceError) -> str:
 
 async def _unless_disconnected(http: Request, coro: Coroutine[Any, Any, T]) -> T:
     """Runs `coro`, cancelling it (and with it the remote call, which aborts decoding)
-    if the HTTP client goes away first."""
+    if the HTTP client goes away first or the request is aborted."""
     task = asyncio.ensure_future(coro)
     try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=0.5)
-            if done:
-                return task.result()
-            if await http.is_disconnected():
-                task.cancel()
-                raise ClientGone()
+        with abortable(task):
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=0.5)
+                if done:
+                    return task.result()
+                if await http.is_disconnected():
+                    task.cancel()
+                    raise ClientGone()
     finally:
         if not task.done():
             task.cancel()
@@ -178,6 +180,14 @@ class Generation:
         self.started_ns = started_ns
         self.first_ns = self.last_ns = time.perf_counter_ns()
         self._closed = False
+        self._req = current()  # told about each delta (metrics, usage); None outside a request
+        if self._req is not None:
+            self._req.streamed = True
+            if first is None:
+                self._req.completed = True
+            else:
+                self._req.first_delta()
+                self._req.delta(first)
 
     async def deltas(self) -> AsyncIterator[Dict[str, Any]]:
         """Every delta, the first included; the last carries finish_reason and usage."""
@@ -186,9 +196,30 @@ class Generation:
         yield self.first
         if self.first.get("finish_reason"):
             return
-        async for delta in self._it:
+        while True:
+            try:
+                delta = await self._next()
+            except StopAsyncIteration:
+                return
             self.last, self.last_ns = delta, time.perf_counter_ns()
             yield delta
+
+    async def _next(self) -> Dict[str, Any]:
+        req = self._req
+        if req is None:
+            return await self._it.__anext__()
+        # a task, so that an abort can cancel it (cancelling the remote call ends decoding)
+        call = asyncio.ensure_future(self._it.__anext__())
+        try:
+            with abortable(call):
+                delta = await call
+        except StopAsyncIteration:
+            raise
+        except Exception as e:  # what the stream's last frame will say
+            req.failed(getattr(e, "status_code", 500))
+            raise
+        req.delta(delta)
+        return delta
 
     async def drain(self) -> Dict[str, Any]:
         """The whole answer: the last delta with every delta's text joined."""
@@ -221,6 +252,8 @@ def stream_response(gen: Generation, frames: AsyncGenerator[str, None],
         except CONNECTION_ERRORS as e:
             logger.warning("a stream lost its replica: %s", e)
             yield error_frame(XinferenceError(f"The model replica went away: {e}"))
+        except Exception as e:  # never a stream cut short without a word
+            yield error_frame(unexpected(e, "a stream failed mid-way"))
         finally:
             try:
                 await frames.aclose()
@@ -259,10 +292,16 @@ class LLMServing:
 
     async def complete(self, job: GenerationJob) -> Dict[str, Any]:
         """The whole answer in one call to a replica (no timings)."""
-        return await self._call_with_retry(job.model, job.args())
+        result = await self._call_with_retry(job.model, job.args())
+        req = current()
+        if req is not None:
+            req.delta(result)
+        return result
 
     async def _serve(self, shape: _Shape, req: SamplingRequest, payload: Any,
                      template_kwargs: Optional[Dict[str, Any]], http: Request):
+        if req.request_id:
+            use_request_id(req.request_id)
         rid = f"{shape.prefix}-{uuid.uuid4().hex}"
         created = int(time.time())
         job = GenerationJob(req.model, shape.kind, payload, req.sampling(), template_kwargs)

@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import requests
 
-from ..constants import ENDPOINT_ENV
+from ..constants import API_KEY_ENV, ENDPOINT_ENV
 from .common import check
 from .handles import (
     ChatModelHandle,
@@ -23,12 +23,21 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self._session = requests.Session()
         self._headers: Dict[str, str] = {}
+        api_key = api_key or os.environ.get(API_KEY_ENV)
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._timeout = timeout
 
     def close(self) -> None:
         self._session.close()
+
+    def login(self, username: str, password: str) -> None:
+        """Exchanges a username and password (of the server's --auth-config) for a
+        token that the following calls send."""
+        resp = self._session.post(f"{self.base_url}/token", json={"username": username, "password": password},
+                                  timeout=self._timeout)
+        check(resp, "login")
+        self._headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
 
     def __enter__(self) -> "Client":
         return self
@@ -110,6 +119,16 @@ class Client:
         kept and the next launch resumes from them."""
         resp = self._session.post(f"{self.base_url}/v1/models/{model_uid}/cancel", headers=self._headers)
         check(resp, "cancel launching model")
+
+    def abort_request(self, model_uid: str, request_id: str, block_duration: int = 30) -> Dict[str, Any]:
+        """Stops the request with that id (its X-Request-Id or body `request_id`) on
+        whichever replica runs it; a request arriving later with that id within
+        `block_duration` seconds is refused. An unknown or finished id is a no-op."""
+        resp = self._session.post(f"{self.base_url}/v1/models/{model_uid}/requests/{request_id}/abort",
+                                  json={"block_duration": block_duration}, headers=self._headers,
+                                  timeout=self._timeout)
+        check(resp, "abort request")
+        return resp.json()
 
     def get_instance_info(self, model_name: str, model_uid: str) -> List[Dict[str, Any]]:
         return self._get("/v1/models/instances", "get instance info", model_name=model_name, model_uid=model_uid)

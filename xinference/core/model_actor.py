@@ -194,7 +194,12 @@ class ModelActor(xo.StatelessActor):
         )
         self._inflight += 1
         try:
+            first = True
             async for delta in gen:
+                if first and not delta.finish_reason:
+                    # the REST server counts a stream cut before its end by this
+                    delta = delta.model_copy(update={"prompt_tokens": len(prompt_ids)})
+                first = False
                 yield delta
         finally:
             # Runs when the caller stops early too (client gone): aborts decoding.

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Set, Union
 
 from ..errors import InvalidRequestError, NoWorkerError
+from ..model import remote_code
 
 
 @dataclass(frozen=True)
@@ -12,6 +13,8 @@ class WorkerView:
     replicas: int
     memory_available: int
     gpus: int = 0
+    # whether the worker lets models run code from their folders (trust_remote_code)
+    trust_remote_code: bool = False
 
     @property
     def ip(self) -> str:
@@ -23,8 +26,15 @@ def choose_workers(
     replicas: int,
     worker_ip: Optional[str] = None,
     n_gpu: int = 0,
+    max_per_worker: Optional[int] = None,
+    remote_code_model: Optional[str] = None,
 ) -> List[str]:
-    """One worker address per replica, spreading replicas over the least-loaded workers."""
+    """One worker address per replica, spreading replicas over the least-loaded workers.
+
+    `max_per_worker`: replicas a worker may hold in all (those it has count); a launch
+    that does not fit is refused whole, before any process starts. `remote_code_model`:
+    the model's name when it runs code from its folder; only workers that allow that
+    may take it."""
     if replicas < 1:
         raise InvalidRequestError("replica must be at least 1.", param="replica")
     candidates = list(workers)
@@ -46,6 +56,21 @@ def choose_workers(
                 "Use n_gpu=auto or null to run on the CPU.",
                 param="n_gpu",
             )
+    if remote_code_model:
+        candidates = [w for w in candidates if w.trust_remote_code]
+        if not candidates:
+            where = f" at {worker_ip}" if worker_ip else ""
+            raise remote_code.refusal(remote_code_model, f"no worker{where} allows that")
+    if max_per_worker is not None:
+        room = sum(max(0, max_per_worker - w.replicas) for w in candidates)
+        if room < replicas:
+            raise InvalidRequestError(
+                f"replica={replicas} does not fit: a worker holds at most {max_per_worker} "
+                f"replicas (XINFERENCE_MAX_REPLICAS_PER_WORKER), and the "
+                f"{'worker' if len(candidates) == 1 else f'{len(candidates)} workers'} that may "
+                f"take this model have room for {room} more. Terminate a model or add a worker.",
+                param="replica", code="replica_limit")
+        candidates = [w for w in candidates if w.replicas < max_per_worker]
     load = {w.address: w.replicas for w in candidates}
     free = {w.address: w.memory_available for w in candidates}
     chosen = []
@@ -53,6 +78,8 @@ def choose_workers(
         best = min(load, key=lambda a: (load[a], -free[a], a))
         chosen.append(best)
         load[best] += 1
+        if max_per_worker is not None and load[best] >= max_per_worker:
+            del load[best]
     return chosen
 
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import xoscar as xo
 
-from ..constants import HEARTBEAT_INTERVAL, WORKER_TIMEOUT
+from ..constants import HEARTBEAT_INTERVAL, MAX_REPLICAS, MAX_REPLICAS_PER_WORKER, WORKER_TIMEOUT
 from ..errors import (
     ConflictError,
     InvalidRequestError,
@@ -17,6 +17,7 @@ from ..errors import (
     ModelNotReadyError,
     XinferenceError,
 )
+from ..model.launch_env import check_launch_env
 from ..model.llm.launch import engine_params
 from ..model.plans import load_plan, model_type_name, plan_model
 from ..model.registry import ModelRegistry
@@ -42,6 +43,8 @@ class SupervisorActor(xo.StatelessActor):
         self._failed: Dict[str, str] = {}
         # the error a failed launch raised, for callers that report it later (Ollama's pull)
         self._launch_errors: Dict[str, XinferenceError] = {}
+        # model uid -> replica processes that died under it (GET /metrics)
+        self._replica_deaths: Dict[str, int] = {}
         self._watchdog: Optional[asyncio.Task] = None
         self._started = time.time()
         self._registry = ModelRegistry()
@@ -148,10 +151,10 @@ class SupervisorActor(xo.StatelessActor):
     async def launch_model(self, request: Dict[str, Any], wait_ready: bool = True) -> str:
         req = dict(request)
         model_uid = req.pop("model_uid", None) or str(uuid.uuid4().hex[:12])
-        replica = int(req.pop("replica", 1) or 1)
+        replica = _replica_count(req.pop("replica", 1))
         worker_ip = req.pop("worker_ip", None)
         request_limits = req.pop("request_limits", None)
-        env = req.pop("env", None)
+        env = check_launch_env(req.pop("env", None)) or None
         n_gpu = req.pop("n_gpu", "auto")
         if model_uid in self._models or model_uid in self._launches:
             raise ConflictError(f"Model {model_uid!r} is already running.", param="model_uid")
@@ -179,12 +182,15 @@ class SupervisorActor(xo.StatelessActor):
                     self._replicas_on(w.address),
                     int(w.status.get("memory_available", 0)),
                     len(w.status.get("gpus", [])),
+                    bool(w.status.get("trust_remote_code", False)),
                 )
                 for w in self._workers.values()
             ],
             replica,
             worker_ip,
             n_gpu if isinstance(n_gpu, int) else 0,
+            max_per_worker=MAX_REPLICAS_PER_WORKER,
+            remote_code_model=plan.model_name if plan.needs_remote_code else None,
         )
         plan.n_gpu = n_gpu
         record = ModelRecord(
@@ -356,7 +362,12 @@ class SupervisorActor(xo.StatelessActor):
         for record in list(self._models.values()):
             for replica in list(record.replicas):
                 if replica.replica_uid == replica_uid:
+                    self._replica_deaths[record.model_uid] = self._replica_deaths.get(record.model_uid, 0) + 1
                     self._drop_replica(record, replica, reason)
+
+    async def replica_deaths(self) -> Dict[str, int]:
+        """model uid -> how many of its replica processes died since this supervisor started."""
+        return dict(self._replica_deaths)
 
     async def terminate_model(self, model_uid: str) -> None:
         owner = None if model_uid in self._models else self._adapter_owner(model_uid)
@@ -509,6 +520,16 @@ class SupervisorActor(xo.StatelessActor):
                                      + (f" on {worker_ip}." if worker_ip else "."),
                                      param="model_version", code="model_not_found")
         return True
+
+
+def _replica_count(value: Any) -> int:
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPLICAS:
+        raise InvalidRequestError(
+            f"replica must be an integer from 1 to {MAX_REPLICAS} (XINFERENCE_MAX_REPLICAS on "
+            f"the server); got {value!r}.", param="replica")
+    return value
 
 
 def _retrieve(task: asyncio.Task) -> None:

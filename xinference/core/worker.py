@@ -2,14 +2,16 @@
 
 import asyncio
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 import xoscar as xo
 
-from ..constants import HEARTBEAT_INTERVAL
-from ..errors import LaunchFailedError, ModelNotFoundError, XinferenceError
+from ..constants import HEARTBEAT_INTERVAL, MAX_REPLICAS_PER_WORKER, trust_remote_code_allowed
+from ..errors import InvalidRequestError, LaunchFailedError, ModelNotFoundError, XinferenceError
 from ..model.hub import cache
+from ..model.launch_env import check_launch_env
 from ..model.plans import load_plan
+from ..model.remote_code import check_allowed
 from .model_actor import ModelActor
 from .placement import allocate_gpus
 from .resources import gpu_status, machine_status
@@ -49,6 +51,8 @@ class WorkerActor(xo.StatelessActor):
         # replica uid -> GPU indices reserved for it
         self._gpus: Dict[str, List[int]] = {}
         self._launching: Dict[str, str] = {}
+        # replica uids from the start of launch_replica until it returns or fails
+        self._starting: Set[str] = set()
         # replica uid -> the cache entry (model version) it uses, launching ones included
         self._versions: Dict[str, str] = {}
         self._heartbeat: Optional[asyncio.Task] = None
@@ -90,7 +94,9 @@ class WorkerActor(xo.StatelessActor):
                 logger.warning("heartbeat to %s failed: %s", self._supervisor_address, e)
 
     def _status(self) -> Dict[str, Any]:
-        return {**machine_status(), "reserved_gpus": sorted(self._reserved_gpus())}
+        # trust_remote_code: the supervisor places models that need it only here if set
+        return {**machine_status(), "reserved_gpus": sorted(self._reserved_gpus()),
+                "trust_remote_code": trust_remote_code_allowed()}
 
     def _reserved_gpus(self) -> set:
         return {i for held in self._gpus.values() for i in held}
@@ -107,11 +113,23 @@ class WorkerActor(xo.StatelessActor):
     ) -> Dict[str, Any]:
         """Starts a sub-process, loads the model there, returns the replica's description."""
         launch = load_plan(plan)
+        # Checked by the supervisor and the REST layer too; again here because any actor
+        # that reaches this one could ask, and these are what the new process runs with.
+        env = check_launch_env(env)
+        check_allowed(launch.model_name, launch.needs_remote_code)
+        held = len(set(self._replicas) | self._starting)
+        if held >= MAX_REPLICAS_PER_WORKER:
+            raise InvalidRequestError(
+                f"Worker {self.address} holds {held} replicas, the most it may "
+                f"(XINFERENCE_MAX_REPLICAS_PER_WORKER={MAX_REPLICAS_PER_WORKER}).",
+                param="replica", code="replica_limit")
         if not launch.model_path:
             self._versions[replica_uid] = launch.model_version
+        self._starting.add(replica_uid)
         try:
             return await self._launch(replica_uid, launch, env, model)
         finally:
+            self._starting.discard(replica_uid)
             if replica_uid not in self._replicas:
                 self._versions.pop(replica_uid, None)
 

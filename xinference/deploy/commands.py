@@ -8,12 +8,12 @@ import click
 from tabulate import tabulate
 
 from ..client import Client
-from .cli import _endpoint, _endpoint_option, cli
+from .cli import _endpoint, _endpoint_option, api_key, cli
 from .progress import launch_with_progress
 
 
 def _client(endpoint: Optional[str]) -> Client:
-    return Client(_endpoint(endpoint))
+    return Client(_endpoint(endpoint), api_key=api_key())
 
 
 def _fail(e: Exception) -> None:

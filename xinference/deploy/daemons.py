@@ -18,6 +18,7 @@ import uvicorn
 import xoscar as xo
 
 from ..api.app import create_app
+from ..api.settings import ServerSettings
 from ..constants import WORKER_TIMEOUT
 from ..core.supervisor import SupervisorActor
 from ..core.worker import ProcessDownRelay, WorkerActor
@@ -26,6 +27,7 @@ from .web_ui import UI_PATH, attach_ui, redirect_root, self_url
 logger = logging.getLogger(__name__)
 
 KEEP_ALIVE_S = 75
+LOOPBACK = "127.0.0.1"
 
 
 def free_port(host: str) -> int:
@@ -65,13 +67,14 @@ async def _start_worker(pool: Any, relay: ProcessDownRelay, supervisor_address: 
     return worker
 
 
-async def _serve_rest(supervisor: Any, supervisor_address: str, host: str, port: int,
+async def _serve_rest(supervisor: Any, supervisor_address: str, settings: ServerSettings,
                       stop: asyncio.Event, on_ready: Optional[Callable[[], Coroutine[Any, Any, None]]] = None,
                       ui: bool = True) -> None:
-    app = create_app(supervisor, supervisor_address)
+    host, port = settings.host, settings.port
+    app = create_app(supervisor, supervisor_address, settings)
     # Importing Gradio and building the page takes seconds: off the loop, which the
     # supervisor and the worker share.
-    ui = ui and await asyncio.to_thread(attach_ui, app, self_url(host, port))
+    ui = ui and await asyncio.to_thread(attach_ui, app, self_url(host, port), app.state.auth)
     if not ui:
         redirect_root(app, "docs")
     # Keep idle connections longer than clients do (httpx, under the openai and ollama
@@ -107,11 +110,13 @@ async def _shutdown(pool: Any, worker: Any = None) -> None:
     await pool.stop()
 
 
-async def run_local(host: str, port: int, worker_timeout: float = WORKER_TIMEOUT,
+async def run_local(settings: ServerSettings, worker_timeout: float = WORKER_TIMEOUT,
                     on_ready: Optional[Callable[[], Coroutine[Any, Any, None]]] = None, ui: bool = True) -> None:
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    pool, relay = await _create_pool(host, None)
+    # The actor pools take unauthenticated pickled messages: on one machine they
+    # listen on loopback only, whatever address the REST API binds.
+    pool, relay = await _create_pool(LOOPBACK, None)
     worker = None
     try:
         address = pool.external_address
@@ -119,35 +124,40 @@ async def run_local(host: str, port: int, worker_timeout: float = WORKER_TIMEOUT
             SupervisorActor, worker_timeout, uid=SupervisorActor.default_uid(), address=address
         )
         worker = await _start_worker(pool, relay, address)
-        await _serve_rest(supervisor, address, host, port, stop, on_ready, ui)
+        await _serve_rest(supervisor, address, settings, stop, on_ready, ui)
     finally:
         logger.info("shutting down")
         await _shutdown(pool, worker)
 
 
-async def run_supervisor(host: str, port: int, supervisor_port: Optional[int] = None,
+async def run_supervisor(settings: ServerSettings, supervisor_port: Optional[int] = None,
                          worker_timeout: float = WORKER_TIMEOUT, ui: bool = True) -> None:
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    pool, _ = await _create_pool(host, supervisor_port)
+    pool, _ = await _create_pool(settings.host, supervisor_port)
     try:
         address = pool.external_address
         supervisor = await xo.create_actor(
             SupervisorActor, worker_timeout, uid=SupervisorActor.default_uid(), address=address
         )
         logger.info("supervisor at %s", address)
-        await _serve_rest(supervisor, address, host, port, stop, ui=ui)
+        await _serve_rest(supervisor, address, settings, stop, ui=ui)
     finally:
         logger.info("shutting down")
         await pool.stop()
 
 
-def supervisor_address_from(endpoint: str, attempts: int = 30) -> str:
-    """Asks a REST endpoint for its supervisor's internal address (GET /v1/address)."""
+def supervisor_address_from(endpoint: str, api_key: Optional[str] = None, attempts: int = 30) -> str:
+    """Asks a REST endpoint for its supervisor's internal address (GET /v1/address);
+    under --auth-config that takes an admin key."""
     last: Optional[Exception] = None
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     for _ in range(attempts):
         try:
-            resp = requests.get(f"{endpoint.rstrip('/')}/v1/address", timeout=5)
+            resp = requests.get(f"{endpoint.rstrip('/')}/v1/address", headers=headers, timeout=5)
+            if resp.status_code in (401, 403):
+                raise SystemExit(f"The supervisor at {endpoint} refused this worker ({resp.status_code}): "
+                                 "start it with --api-key (or XINFERENCE_API_KEY) set to an admin key.")
             resp.raise_for_status()
             return resp.json()
         except requests.RequestException as e:
@@ -158,8 +168,9 @@ def supervisor_address_from(endpoint: str, attempts: int = 30) -> str:
     raise SystemExit(f"Cannot reach the supervisor's endpoint {endpoint}: {last}")
 
 
-async def run_worker(endpoint: str, host: str, worker_port: Optional[int] = None) -> None:
-    supervisor_address = await asyncio.to_thread(supervisor_address_from, endpoint)
+async def run_worker(endpoint: str, host: str, worker_port: Optional[int] = None,
+                     api_key: Optional[str] = None) -> None:
+    supervisor_address = await asyncio.to_thread(supervisor_address_from, endpoint, api_key)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     pool, relay = await _create_pool(host, worker_port)

@@ -2,7 +2,7 @@
 to this same server through the Python client, over HTTP, like any other client."""
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from fastapi.responses import RedirectResponse
 
@@ -20,8 +20,21 @@ def self_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def attach_ui(app: Any, endpoint: str) -> bool:
-    """Mounts the UI when Gradio is installed; the REST API serves either way."""
+def _login(auth: Any) -> Callable[[str, str], bool]:
+    def check(username: str, password: str) -> bool:
+        try:
+            auth.login(username, password)
+        except Exception:
+            return False
+        return True
+
+    return check
+
+
+def attach_ui(app: Any, endpoint: str, auth: Any = None) -> bool:
+    """Mounts the UI when Gradio is installed; the REST API serves either way. With
+    `auth` (the server's Authenticator) the page asks for a login and calls the API
+    with that user's token."""
     try:
         import gradio as gr
     except ImportError:
@@ -30,7 +43,12 @@ def attach_ui(app: Any, endpoint: str) -> bool:
     try:
         from ..web.app import build_ui, mount_options
 
-        gr.mount_gradio_app(app, build_ui(endpoint), path=UI_PATH, **mount_options())
+        options = mount_options()
+        token_for = None
+        if auth is not None:
+            options.update(auth=_login(auth), auth_message="Log in with a user of the server's --auth-config.")
+            token_for = auth.issue
+        gr.mount_gradio_app(app, build_ui(endpoint, token_for), path=UI_PATH, **options)
     except Exception:
         logger.exception("the web UI could not be built; serving the REST API without it")
         return False

@@ -1,7 +1,7 @@
 """What the plans of the model types that run a sentence-transformers folder
 (embedding, rerank) share: launch checks and where the weights come from."""
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional
 
 from pydantic import BaseModel
 
@@ -9,15 +9,17 @@ from ..errors import InvalidRequestError
 from .hub.fetch import fetch_weights
 from .hub.folder_family import FolderSource
 from .hub.progress import DownloadProgress
+from .launch_options import Option, check_options
 
 ENGINE = "sentence_transformers"
 
 
 def check_request(kind: str, model_engine: Optional[str], engine_kwargs: Optional[Dict[str, Any]],
-                  accepted: Sequence[str], llm_only: Dict[str, Any]) -> None:
+                  options: Mapping[str, Option], llm_only: Dict[str, Any]) -> Dict[str, Any]:
     """LLM-only fields (format, size, quantization, LoRA) that clients send as null are
     accepted, a value is an error; so are another engine and an option the model
-    does not take. `kind` is "Embedding" or "Rerank"."""
+    does not take or a value it cannot use. `kind` is "Embedding" or "Rerank". Returns
+    the checked options."""
     given = sorted(k for k, v in llm_only.items() if v)
     if given:
         raise InvalidRequestError(f"{kind} models do not take {', '.join(given)}.", param=given[0])
@@ -25,12 +27,7 @@ def check_request(kind: str, model_engine: Optional[str], engine_kwargs: Optiona
         raise InvalidRequestError(
             f"{kind} models run on engine {ENGINE}; got {model_engine!r}.", param="model_engine"
         )
-    unknown = sorted(set(engine_kwargs or {}) - set(accepted))
-    if unknown:
-        raise InvalidRequestError(
-            f"{kind} models do not take {', '.join(unknown)}; they take {', '.join(accepted)}.",
-            param=unknown[0],
-        )
+    return check_options(f"{kind} models do not take", engine_kwargs, options)
 
 
 class FolderPlan(BaseModel):
@@ -52,6 +49,11 @@ class FolderPlan(BaseModel):
     @property
     def model_version(self) -> str:
         return self.model_name
+
+    @property
+    def needs_remote_code(self) -> bool:
+        """Whether the model runs code from its folder (the family says so)."""
+        return bool(self.family.trust_remote_code)  # type: ignore[attr-defined]
 
     def resolve_weights(self, progress: Optional[DownloadProgress] = None) -> str:
         request = self.family.weights_request(self.model_name, self.model_type,

@@ -6,7 +6,7 @@ server's own URL.
 """
 
 from functools import partial
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import gradio as gr
 
@@ -42,8 +42,10 @@ def _on_load(page: Page, request: gr.Request) -> List[Any]:
     return [lang, models, *page.relabel(lang)]
 
 
-def build_ui(endpoint: str) -> gr.Blocks:
-    page = Page(endpoint.rstrip("/"))
+def build_ui(endpoint: str, token_for: Optional[Callable[[str], str]] = None) -> gr.Blocks:
+    """`token_for(username)`: a token for the user logged in to the page, when the
+    server runs with --auth-config (the mount then asks for a login)."""
+    page = Page(endpoint.rstrip("/"), token_for)
     # analytics off: otherwise building Blocks starts threads that call out to the
     # internet, and where connections hang the server never exits.
     with gr.Blocks(title="Xinference", analytics_enabled=False) as blocks:

@@ -2,7 +2,7 @@
 of running models, and the components whose texts follow the language switch."""
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gradio as gr
 
@@ -16,6 +16,8 @@ CLIENT_TIMEOUT_S = 30
 @dataclass(repr=False)
 class Page:
     endpoint: str
+    # under --auth-config: a token of the user logged in to the page, by username
+    token_for: Optional[Callable[[str], str]] = None
     blocks: Any = None  # the gr.Blocks being built: tabs add their own load listeners
     lang: Any = None  # gr.Radio: the language every handler translates into
     models: Any = None  # gr.State: {uid: description}, as GET /v1/models gives it
@@ -27,7 +29,18 @@ class Page:
     def client(self) -> Client:
         # One client per call: handlers run in parallel threads, and a
         # requests.Session is not meant to be shared between threads.
-        return Client(self.endpoint, timeout=CLIENT_TIMEOUT_S)
+        return Client(self.endpoint, api_key=self._api_key(), timeout=CLIENT_TIMEOUT_S)
+
+    def _api_key(self) -> Optional[str]:
+        """The logged-in user's token: the page calls the API as that user, with that
+        user's permissions (Gradio keeps the request of the event being handled)."""
+        if self.token_for is None:
+            return None
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+        username = getattr(request, "username", None)
+        return self.token_for(username) if username else None
 
     def make(self, factory: Callable[..., Any], texts: Dict[str, str], **kwargs: Any) -> Any:
         """`factory(**kwargs)` with the attributes in `texts` (attribute → text key)

@@ -8,9 +8,12 @@ Ollama names models `name:tag`; here a model is named by its model uid, and the 
 import hashlib
 import json
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Union
+from typing import Annotated, Any, Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ...constants import MAX_CHAT_MESSAGES, MAX_EMBEDDING_INPUTS, MAX_TEXT_CHARS
+from .limits import StopText, Text
 
 NDJSON = "application/x-ndjson"
 LATEST = ":latest"
@@ -22,6 +25,8 @@ OLLAMA_DEFAULTS = {"temperature": 0.8, "top_p": 0.9, "top_k": 40, "repeat_penalt
 # Models here stay loaded until deleted: /api/ps says so with a time that never comes.
 NEVER_EXPIRES = "9999-12-31T23:59:59Z"
 _FORMATS = {"ggufv2": "gguf", "ggmlv3": "ggml", "pytorch": "safetensors"}
+# Stop sequences one request may give (each is matched against every new piece of text).
+MAX_OLLAMA_STOPS = 16
 
 
 class OllamaOptions(BaseModel):
@@ -39,7 +44,7 @@ class OllamaOptions(BaseModel):
     presence_penalty: Optional[float] = None
     frequency_penalty: Optional[float] = None
     seed: Optional[int] = None  # negative: a random seed
-    stop: Optional[Union[str, List[str]]] = None
+    stop: Optional[Union[StopText, Annotated[List[StopText], Field(max_length=MAX_OLLAMA_STOPS)]]] = None
     num_ctx: Optional[int] = Field(default=None, ge=1)
 
 
@@ -47,7 +52,7 @@ class OllamaMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: str
-    content: Optional[str] = ""
+    content: Optional[Text] = ""
     images: Optional[List[str]] = None
     tool_calls: Optional[List[Dict[str, Any]]] = None
 
@@ -90,8 +95,17 @@ class _GenerationRequest(BaseModel):
 
 
 class OllamaChatRequest(_GenerationRequest):
-    messages: List[OllamaMessage] = Field(default_factory=list)
+    messages: List[OllamaMessage] = Field(default_factory=list, max_length=MAX_CHAT_MESSAGES)
     tools: Optional[List[Dict[str, Any]]] = None
+
+    @field_validator("messages")
+    @classmethod
+    def _bounded_text(cls, v: List[OllamaMessage]) -> List[OllamaMessage]:
+        total = sum(len(m.content or "") for m in v)
+        if total > MAX_TEXT_CHARS:
+            raise ValueError(f"the messages hold {total} characters of text; at most "
+                             f"{MAX_TEXT_CHARS} are taken")
+        return v
 
     @field_validator("tools")
     @classmethod
@@ -109,8 +123,8 @@ class OllamaChatRequest(_GenerationRequest):
 
 
 class OllamaGenerateRequest(_GenerationRequest):
-    prompt: Optional[str] = None
-    system: Optional[str] = None
+    prompt: Optional[Text] = None
+    system: Optional[Text] = None
     suffix: Optional[str] = None
     template: Optional[str] = None
     context: Optional[List[int]] = None
@@ -133,11 +147,19 @@ class OllamaEmbedRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1)
-    input: Union[str, List[str]]
+    input: Union[Text, List[Text]] = Field(description=f"at most {MAX_EMBEDDING_INPUTS} inputs")
     truncate: Optional[bool] = None  # Ollama's default: true
     dimensions: Optional[int] = Field(default=None, ge=1)
     options: Optional[Dict[str, Any]] = None
     keep_alive: Optional[Union[int, float, str]] = None
+
+    @field_validator("input")
+    @classmethod
+    def _bounded(cls, v: Union[str, List[str]]) -> Union[str, List[str]]:
+        if isinstance(v, list) and len(v) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"input has {len(v)} items; one request may embed at most "
+                             f"{MAX_EMBEDDING_INPUTS}: send them in several requests")
+        return v
 
 
 class OllamaEmbeddingsRequest(BaseModel):
@@ -146,7 +168,7 @@ class OllamaEmbeddingsRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1)
-    prompt: str = ""
+    prompt: Text = ""
     options: Optional[Dict[str, Any]] = None
     keep_alive: Optional[Union[int, float, str]] = None
 

@@ -4,6 +4,9 @@ from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ...constants import CHAT_TEMPLATE_VARIABLES, MAX_CHAT_MESSAGES, MAX_TEXT_CHARS
+from .limits import StopText, Text
+
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
@@ -22,8 +25,8 @@ class SamplingRequest(BaseModel):
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     seed: Optional[int] = None
-    stop: Optional[Union[str, List[str]]] = None
-    stop_token_ids: Optional[List[int]] = None
+    stop: Optional[Union[StopText, List[StopText]]] = None
+    stop_token_ids: Optional[List[int]] = Field(default=None, max_length=256)
     ignore_eos: bool = False
     n: int = Field(default=1, ge=1, le=1, description="only n=1 is supported")
     stream: bool = False
@@ -31,6 +34,9 @@ class SamplingRequest(BaseModel):
     # The LoRA adapter to generate with (Xinference clients send it); a `model` that
     # names an adapter sets it too. None or "": the base model.
     lora_name: Optional[str] = None
+    # The id POST /v1/models/{uid}/requests/{id}/abort stops it by (Xinference clients
+    # send it in generate_config); the X-Request-Id header wins over it.
+    request_id: Optional[str] = Field(default=None, max_length=128)
 
     @field_validator("stop")
     @classmethod
@@ -65,7 +71,14 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: Optional[Union[str, List[Dict[str, Any]]]] = None
+    content: Optional[Union[Text, List[Dict[str, Any]]]] = None
+
+    def chars(self) -> int:
+        """Characters of text in the content (a string, or the text of its parts)."""
+        if isinstance(self.content, str):
+            return len(self.content)
+        parts = self.content or []
+        return sum(len(p["text"]) for p in parts if isinstance(p.get("text"), str))
 
 
 class JSONSchemaFormat(BaseModel):
@@ -97,11 +110,30 @@ class ResponseFormat(BaseModel):
 
 
 class ChatCompletionRequest(SamplingRequest):
-    messages: List[ChatMessage] = Field(min_length=1)
+    messages: List[ChatMessage] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    # extra variables for the chat template (e.g. enable_thinking); not the template's own
     chat_template_kwargs: Optional[Dict[str, Any]] = None
     tools: Optional[List[Dict[str, Any]]] = None
     response_format: Optional[ResponseFormat] = None
+
+    @field_validator("chat_template_kwargs")
+    @classmethod
+    def _no_template_variables(cls, v: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        taken = sorted(k for k in v or {} if k in CHAT_TEMPLATE_VARIABLES)
+        if taken:
+            raise ValueError(f"may not set {', '.join(taken)}: the server passes "
+                             f"{'it' if len(taken) == 1 else 'them'} to the template itself")
+        return v
+
+    @field_validator("messages")
+    @classmethod
+    def _bounded_text(cls, v: List[ChatMessage]) -> List[ChatMessage]:
+        total = sum(m.chars() for m in v)
+        if total > MAX_TEXT_CHARS:
+            raise ValueError(f"the messages hold {total} characters of text; at most "
+                             f"{MAX_TEXT_CHARS} are taken")
+        return v
 
     @field_validator("response_format")
     @classmethod
@@ -138,7 +170,7 @@ class ChatCompletionRequest(SamplingRequest):
 
 
 class CompletionRequest(SamplingRequest):
-    prompt: Union[str, List[str]]
+    prompt: Union[Text, List[Text]]
     echo: bool = False
 
     @field_validator("prompt")

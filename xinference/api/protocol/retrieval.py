@@ -4,13 +4,17 @@ from typing import Any, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ...constants import MAX_EMBEDDING_INPUTS, MAX_RERANK_DOCUMENTS
+from .limits import Text, TokenIds
+
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str
     # a text, texts, token ids, or lists of token ids (the model's own vocabulary)
-    input: Union[str, List[Union[str, int, List[int]]]]
+    input: Union[Text, List[Union[Text, int, TokenIds]]] = Field(
+        description=f"at most {MAX_EMBEDDING_INPUTS} inputs per request")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Optional[int] = Field(default=None, ge=1)
     # cut inputs longer than the model's limit instead of answering 400
@@ -33,6 +37,11 @@ class EmbeddingRequest(BaseModel):
     def _not_empty(cls, v: Any) -> Any:
         if v == "" or v == []:
             raise ValueError("input must not be empty")
+        # a list of ints is one tokenized input; any other list holds one input per item
+        count = 1 if isinstance(v, str) or all(isinstance(x, int) for x in v) else len(v)
+        if count > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"input has {count} items; one request may embed at most "
+                             f"{MAX_EMBEDDING_INPUTS}: send them in several requests")
         return v
 
 
@@ -40,8 +49,8 @@ class RerankRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str
-    query: str
-    documents: List[str]
+    query: Text
+    documents: List[Text] = Field(max_length=MAX_RERANK_DOCUMENTS)
     top_n: Optional[int] = None
     return_documents: Optional[bool] = None
     return_len: Optional[bool] = None

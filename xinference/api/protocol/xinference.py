@@ -4,6 +4,8 @@ from typing import Any, Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...constants import MAX_REPLICAS
+
 # Keys xinference-client always posts, mostly as null. Accepted; only a value we
 # cannot honour is an error. None of them reaches an engine.
 MANAGEMENT_KEYS = (
@@ -29,7 +31,7 @@ class LaunchModelRequest(BaseModel):
     model_size_in_billions: Optional[Union[int, float, str]] = None
     model_format: Optional[str] = None
     quantization: Optional[str] = None
-    replica: int = Field(default=1, ge=1)
+    replica: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     n_gpu: Optional[Union[int, str]] = "auto"
     worker_ip: Optional[str] = None
     model_path: Optional[str] = None
@@ -42,6 +44,7 @@ class LaunchModelRequest(BaseModel):
     enable_virtual_env: Optional[bool] = None
     virtual_env_packages: Optional[List[str]] = None
     virtual_env_find_links: Optional[List[str]] = None
+    # variables for the replicas' processes: only harmless ones (model/launch_env.py)
     envs: Optional[Dict[str, str]] = None
     # "huggingface" or "modelscope"; None: XINFERENCE_MODEL_SRC on the worker, else Hugging Face
     download_hub: Optional[str] = None

@@ -20,8 +20,8 @@ async def address(request: Request):
 
 
 @router.get("/v1/cluster/auth", summary="Whether the cluster requires authentication")
-async def auth():
-    return {"auth": False}
+async def auth(request: Request):
+    return {"auth": request.app.state.auth is not None}
 
 
 @router.get("/v1/cluster/version")

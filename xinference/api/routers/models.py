@@ -5,6 +5,7 @@ from typing import Optional
 from fastapi import APIRouter, Request
 
 from ...errors import InvalidRequestError
+from ...model.launch_env import check_launch_env
 from ...model.plans import model_type_name
 from ..protocol.xinference import LaunchModelRequest
 
@@ -41,7 +42,7 @@ def _launch_args(body: LaunchModelRequest) -> dict:
         "worker_ip": body.worker_ip,
         "request_limits": body.request_limits,
         "n_gpu": body.n_gpu,
-        "env": body.envs,
+        "env": check_launch_env(body.envs) or None,
         "download_hub": body.download_hub,
         # LoRA adapters (lora_list): checked by the launch plan, never an engine kwarg
         "peft_model_config": body.peft_model_config,

@@ -4,7 +4,6 @@ from typing import Any, Callable, Coroutine
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from ... import __version__
 from ..json_response import FastJSONResponse
@@ -17,25 +16,7 @@ from ..protocol.ollama import (
     OllamaModelRequest,
 )
 
-
-class _JSONBodyRoute(APIRoute):
-    """Reads every request body as JSON: Ollama's clients, and the curl examples of its
-    docs (`curl .../api/chat -d '{...}'`, sent as a form), post JSON without saying so."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            if "json" not in request.headers.get("content-type", ""):
-                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
-                headers.append((b"content-type", b"application/json"))
-                request = Request({**request.scope, "headers": headers}, request.receive)
-            return await handler(request)
-
-        return route
-
-
-router = APIRouter(tags=["Ollama"], route_class=_JSONBodyRoute)
+router = APIRouter(tags=["Ollama"])
 
 
 def _serving(request: Request):
@@ -104,9 +85,23 @@ async def delete(body: OllamaModelRequest, request: Request):
     return Response(status_code=200)
 
 
-@router.api_route("/api/{action}", methods=["POST", "DELETE"], include_in_schema=False)
-async def unsupported(action: str):
-    # create/copy/push have no meaning on a cluster that serves a catalogue
-    return JSONResponse({"error": f"/api/{action} is not supported by this server; models come "
-                                  "from the cluster's catalogue: POST /api/pull launches one."},
-                        status_code=501)
+# Ollama's endpoints that build, copy or upload models, which have no meaning on a
+# cluster that serves a catalogue: a 501 that says so (and its other paths, called
+# with the wrong method, a 405 from routing)
+UNSUPPORTED = {"/api/create": ["POST"], "/api/copy": ["POST"], "/api/push": ["POST"],
+               "/api/blobs/{digest}": ["HEAD", "POST"]}
+
+
+def _unsupported(path: str) -> Callable[[], Coroutine[Any, Any, JSONResponse]]:
+    name = path.split("/{")[0]
+
+    async def unsupported() -> JSONResponse:
+        return JSONResponse({"error": f"{name} is not supported by this server; models come "
+                                      "from the cluster's catalogue: POST /api/pull launches one."},
+                            status_code=501)
+
+    return unsupported
+
+
+for _path, _methods in UNSUPPORTED.items():
+    router.add_api_route(_path, _unsupported(_path), methods=_methods, include_in_schema=False)

@@ -12,8 +12,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
+from ...constants import MAX_EMBEDDING_INPUTS, MAX_TEXT_CHARS, trust_remote_code_allowed
 from ...errors import InvalidRequestError
 from ..batching import DynamicBatcher
+from ..launch_options import DEVICE, THREADS, Bool, Choice, Float, Int, check_options
+from ..remote_code import check_allowed, load_refusal
 from .family import EmbeddingFamily
 
 DEFAULT_MAX_BATCH = 32
@@ -30,21 +33,22 @@ class _Job:
     dimensions: Optional[int]
 
 
+LAUNCH_OPTIONS = {
+    "device": DEVICE,
+    "dtype": Choice("float32", "float16", "bfloat16"),
+    # inputs of one forward pass: a request with more runs as several
+    "max_batch": Int(1, 4096),
+    "batch_wait_ms": Float(0, 1000),
+    "n_threads": THREADS,
+    "packed": Bool(),
+}
+
+
 class EmbeddingModel:
-    launch_kwargs: ClassVar[Tuple[str, ...]] = (
-        "device", "dtype", "max_batch", "batch_wait_ms", "n_threads", "packed", "trust_remote_code",
-    )
+    launch_kwargs: ClassVar[Tuple[str, ...]] = tuple(LAUNCH_OPTIONS)
 
     def __init__(self, model_path: str, family: EmbeddingFamily, n_gpu: int = 0, **kwargs: Any):
-        unknown = sorted(set(kwargs) - set(self.launch_kwargs))
-        if unknown:
-            raise InvalidRequestError(
-                f"Embedding models do not take {', '.join(unknown)}; they take "
-                f"{', '.join(self.launch_kwargs)}.",
-                param=unknown[0],
-            )
-        if not isinstance(kwargs.get("packed", True), bool):
-            raise InvalidRequestError("packed must be true or false.", param="packed")
+        kwargs = check_options("Embedding models do not take", kwargs, LAUNCH_OPTIONS)
         self.model_path = model_path
         self.family = family
         self.n_gpu = n_gpu
@@ -86,11 +90,15 @@ class EmbeddingModel:
             torch.set_num_threads(int(opts["n_threads"]))
         device = opts.get("device") or ("cuda" if self.n_gpu > 0 and torch.cuda.is_available() else "cpu")
         model_kwargs = {"dtype": getattr(torch, opts["dtype"])} if opts.get("dtype") else {}
-        remote = bool(opts.get("trust_remote_code", self.family.trust_remote_code))
+        check_allowed(self.family.model_name, self.family.trust_remote_code)
         try:
-            model = SentenceTransformer(self.model_path, device=device, trust_remote_code=remote,
+            model = SentenceTransformer(self.model_path, device=device,
+                                        trust_remote_code=trust_remote_code_allowed(),
                                         model_kwargs=model_kwargs, local_files_only=True)
         except (OSError, ValueError, KeyError, AttributeError) as e:
+            refused = load_refusal(self.family.model_name, e)
+            if refused is not None:
+                raise refused from None
             raise InvalidRequestError(
                 f"sentence-transformers could not load {self.model_path}: {e}", param="model_path"
             ) from None
@@ -109,16 +117,21 @@ class EmbeddingModel:
     async def embed(self, inputs: Sequence[Input], truncate: bool = False,
                     dimensions: Optional[int] = None) -> Dict[str, Any]:
         """{"data": float32 bytes of [len(inputs), dims], "dims", "prompt_tokens"}."""
-        if not inputs:
-            raise InvalidRequestError("input must not be empty.", param="input")
-        for item in inputs:
-            if isinstance(item, str) and not item:
-                raise InvalidRequestError("input must not contain empty strings.", param="input")
-            if isinstance(item, list) and not item:
-                raise InvalidRequestError("input must not contain empty token lists.", param="input")
+        _validate(inputs)
         self._check_dimensions(dimensions)
         assert self._batcher is not None, "embed() before load()"
-        return await self._batcher.submit(_Job(list(inputs), truncate, dimensions))
+        # More inputs than one forward pass takes run as several passes, one after
+        # another: each pass stays max_batch big (memory, and no pass of minutes), and
+        # requests that arrive meanwhile get their turn in between.
+        step = self._batcher.max_batch
+        parts = []
+        for start in range(0, len(inputs), step):
+            job = _Job(list(inputs[start:start + step]), truncate, dimensions)
+            parts.append(await self._batcher.submit(job))
+        if len(parts) == 1:
+            return parts[0]
+        return {"data": b"".join(p["data"] for p in parts), "dims": parts[0]["dims"],
+                "prompt_tokens": sum(p["prompt_tokens"] for p in parts)}
 
     def _check_dimensions(self, dimensions: Optional[int]) -> None:
         if dimensions is None or dimensions == self.dimensions:
@@ -211,3 +224,22 @@ class EmbeddingModel:
         features = {k: v.to(device) for k, v in features.items()}
         with torch.inference_mode():
             return self._model(features)["sentence_embedding"]
+
+
+def _validate(inputs: Sequence[Input]) -> None:
+    if not inputs:
+        raise InvalidRequestError("input must not be empty.", param="input")
+    if len(inputs) > MAX_EMBEDDING_INPUTS:
+        raise InvalidRequestError(
+            f"input has {len(inputs)} items; one request may embed at most {MAX_EMBEDDING_INPUTS} "
+            "(XINFERENCE_MAX_EMBEDDING_INPUTS on the server): send them in several requests.",
+            param="input")
+    for item in inputs:
+        if isinstance(item, str) and not item:
+            raise InvalidRequestError("input must not contain empty strings.", param="input")
+        if isinstance(item, list) and not item:
+            raise InvalidRequestError("input must not contain empty token lists.", param="input")
+        if len(item) > MAX_TEXT_CHARS:
+            raise InvalidRequestError(
+                f"An input has {len(item)} {'characters' if isinstance(item, str) else 'tokens'}; "
+                f"at most {MAX_TEXT_CHARS} are taken.", param="input")

@@ -29,12 +29,12 @@ def plan_embedding(model_name: str, model_engine: Optional[str] = None, model_pa
                    engine_kwargs: Optional[Dict[str, Any]] = None, n_gpu: Union[int, str, None] = 0,
                    download_hub: Optional[str] = None, family: Optional[EmbeddingFamily] = None,
                    **_llm_only: Any) -> EmbeddingPlan:
-    from .core import EmbeddingModel
+    from .core import LAUNCH_OPTIONS
 
-    check_request("Embedding", model_engine, engine_kwargs, EmbeddingModel.launch_kwargs, _llm_only)
+    options = check_request("Embedding", model_engine, engine_kwargs, LAUNCH_OPTIONS, _llm_only)
     family = family or get_embedding_family(model_name)
     hub = check_hub(download_hub)
     if hub and not model_path:
         pick_hub(family.model_src, hub)  # 400 now when the family has no such source
-    return EmbeddingPlan(family=family, model_path=model_path, engine_kwargs=dict(engine_kwargs or {}),
+    return EmbeddingPlan(family=family, model_path=model_path, engine_kwargs=options,
                          n_gpu=n_gpu, download_hub=hub)

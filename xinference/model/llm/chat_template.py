@@ -8,11 +8,11 @@ blocks, `break`/`continue` in loops, `raise_exception`, `strftime_now`, and a
 import json
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
-from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ...constants import CHAT_TEMPLATE_VARIABLES
 from ...errors import InvalidRequestError
 
 
@@ -40,6 +40,27 @@ def _compile(source: str):
     return env.from_string(source)
 
 
+def check_template_kwargs(template_kwargs: Any) -> Dict[str, Any]:
+    """chat_template_kwargs as the render's extra variables: an object whose keys are not
+    variables the renderer passes itself (messages, bos_token, ...); a 400 otherwise."""
+    if template_kwargs is None:
+        return {}
+    if not isinstance(template_kwargs, dict):
+        raise InvalidRequestError("chat_template_kwargs must be an object.",
+                                  param="chat_template_kwargs")
+    taken = sorted(k for k in template_kwargs if k in CHAT_TEMPLATE_VARIABLES)
+    if taken:
+        raise InvalidRequestError(
+            f"chat_template_kwargs may not set {', '.join(taken)}: the server passes "
+            f"{'it' if len(taken) == 1 else 'them'} to the template itself.",
+            param="chat_template_kwargs")
+    bad = [k for k in template_kwargs if not isinstance(k, str) or not k.isidentifier()]
+    if bad:
+        raise InvalidRequestError(f"chat_template_kwargs key {str(bad[0])[:80]!r} is not a "
+                                  "variable name.", param="chat_template_kwargs")
+    return dict(template_kwargs)
+
+
 def render_chat(
     template: str,
     messages: List[Dict[str, Any]],
@@ -47,8 +68,9 @@ def render_chat(
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
-    **extra: Any,
+    template_kwargs: Optional[Dict[str, Any]] = None,
 ) -> str:
+    extra = check_template_kwargs(template_kwargs)
     try:
         return _compile(template).render(
             messages=messages,
@@ -59,8 +81,12 @@ def render_chat(
         )
     except _TemplateRaised as e:
         raise InvalidRequestError(str(e), param="messages") from None
-    except (TemplateError, TypeError, KeyError, IndexError) as e:
+    except RecursionError:
+        raise InvalidRequestError("The chat template recursed too deeply on these messages.",
+                                  param="messages") from None
+    except Exception as e:  # noqa: BLE001 - a template is data: whatever it raises is the request's
+        # (a variable of the wrong type, 1 / 0, a missing key...), never the server's
         raise InvalidRequestError(
-            f"Cannot format the messages with the model's chat template: {e}",
+            f"Cannot format the messages with the model's chat template: {type(e).__name__}: {e}",
             param="messages",
         ) from None

@@ -14,6 +14,7 @@ from ..hub.fetch import fetch_weights
 from ..hub.progress import DownloadProgress
 from ..hub.request import HubFiles, WeightsRequest
 from ..hub.source import check_hub, pick_hub
+from ..launch_options import check_options
 from .engines import ENGINES, get_engine_class
 from .family import LLMFamily, LLMSpec, get_family, match_spec
 
@@ -39,6 +40,12 @@ class LaunchPlan(BaseModel):
     @property
     def model_name(self) -> str:
         return self.family.model_name
+
+    @property
+    def needs_remote_code(self) -> bool:
+        """No LLM family declares that it runs code from its folder; a folder that does
+        is refused when the engine loads it (remote_code.load_refusal)."""
+        return False
 
     @property
     def model_version(self) -> str:
@@ -164,20 +171,15 @@ def plan_launch(
                     f"`pip install 'xinference[{name.lower().replace('.', '_')}]'`.",
                     param="model_engine",
                 )
-            unknown = sorted(set(engine_kwargs or {}) - set(cls.launch_kwargs))
-            if unknown:
-                raise InvalidRequestError(
-                    f"Engine {name} does not take {', '.join(unknown)}; "
-                    f"it takes {', '.join(cls.launch_kwargs)}.",
-                    param=unknown[0],
-                )
+            options = check_options(f"Engine {name} does not take", engine_kwargs,
+                                    cls.launch_options, {"context_length": family.context_length})
             return LaunchPlan(
                 family=family,
                 spec=spec,
                 quantization=quant,
                 engine=name,
                 model_path=model_path,
-                engine_kwargs=dict(engine_kwargs or {}),
+                engine_kwargs=options,
                 n_gpu=n_gpu,
                 lora_list=lora_list,
                 download_hub=hub,

@@ -24,7 +24,9 @@ class LLM:
         if own is not None:
             # The model's own template writes every special token it needs.
             template, tokens = own
-            prompt = render_chat(template, messages, **{**tokens, **(template_kwargs or {})})
+            prompt = render_chat(template, messages, bos_token=tokens.get("bos_token", ""),
+                                 eos_token=tokens.get("eos_token", ""),
+                                 template_kwargs=template_kwargs)
             return self.engine.tokenize(prompt, add_bos=False)
         if not self.family.chat_template:
             raise InvalidRequestError(
@@ -35,7 +37,7 @@ class LLM:
             self.family.chat_template,
             messages,
             bos_token=self.family.bos_token,
-            **(template_kwargs or {}),
+            template_kwargs=template_kwargs,
         )
         # The template writes BOS itself when the family has one.
         return self.engine.tokenize(prompt, add_bos=not self.family.bos_token)

@@ -26,8 +26,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
+from ...constants import MAX_RERANK_DOCUMENTS, MAX_TEXT_CHARS, trust_remote_code_allowed
 from ...errors import InvalidRequestError
 from ..batching import DynamicBatcher
+from ..launch_options import DEVICE, Float, Int, check_options
+from ..remote_code import check_allowed, load_refusal
 from .family import RerankFamily
 
 logger = logging.getLogger(__name__)
@@ -45,31 +48,28 @@ class _Job:
     return_len: bool
 
 
+LAUNCH_OPTIONS = {
+    "device": DEVICE,
+    # pairs of one forward pass: a request with more documents runs as several
+    "max_batch": Int(1, 4096),
+    # tokens of one (query, document) pair; the model's position embeddings cap it at load
+    "max_length": Int(1, 1 << 20),
+    "batch_wait_ms": Float(0, 1000),
+}
+
+
 class RerankModel:
-    launch_kwargs: ClassVar[Tuple[str, ...]] = (
-        "device", "max_batch", "max_length", "trust_remote_code", "batch_wait_ms",
-    )
+    launch_kwargs: ClassVar[Tuple[str, ...]] = tuple(LAUNCH_OPTIONS)
 
     def __init__(self, model_path: str, family: RerankFamily, **kwargs: Any):
-        unknown = sorted(set(kwargs) - set(self.launch_kwargs))
-        if unknown:
-            raise InvalidRequestError(
-                f"Rerank models do not take {', '.join(unknown)}; they take "
-                f"{', '.join(self.launch_kwargs)}.",
-                param=unknown[0],
-            )
+        kwargs = check_options("Rerank models do not take", kwargs, LAUNCH_OPTIONS)
         self.model_path = model_path
         self.family = family
         self.device: str = kwargs.get("device") or "cpu"
-        self.max_batch = _positive_int(kwargs, "max_batch", DEFAULT_MAX_BATCH)
-        self._max_length_override = _positive_int(kwargs, "max_length", None)
+        self.max_batch: int = kwargs.get("max_batch", DEFAULT_MAX_BATCH)
+        self._max_length_override: Optional[int] = kwargs.get("max_length")
         self.max_tokens: int = self._max_length_override or family.max_tokens
-        wait_ms = kwargs.get("batch_wait_ms")
-        self._batch_wait_s = DEFAULT_BATCH_WAIT_S if wait_ms is None else _wait_s(wait_ms)
-        remote = kwargs.get("trust_remote_code")
-        if isinstance(remote, str):
-            remote = remote.strip().lower() in ("1", "true", "yes")
-        self.trust_remote_code = family.trust_remote_code if remote is None else bool(remote)
+        self._batch_wait_s = float(kwargs.get("batch_wait_ms", DEFAULT_BATCH_WAIT_S * 1000)) / 1000
         self._model: Any = None
         self._prompt: Optional[str] = None
         self._batcher: Optional[DynamicBatcher] = None
@@ -95,15 +95,19 @@ class RerankModel:
             raise InvalidRequestError(
                 f"device={self.device!r}, but this worker has no CUDA device.", param="device"
             )
+        check_allowed(self.family.model_name, self.family.trust_remote_code)
         try:
             model = CrossEncoder(
                 self.model_path,
                 device=self.device,
                 max_length=self.max_tokens,
-                trust_remote_code=self.trust_remote_code,
+                trust_remote_code=trust_remote_code_allowed(),
                 local_files_only=True,
             )
         except (OSError, ValueError, KeyError, AttributeError, TypeError, ImportError) as e:
+            refused = load_refusal(self.family.model_name, e)
+            if refused is not None:
+                raise refused from None
             raise InvalidRequestError(
                 f"sentence-transformers could not load {self.model_path} as a cross-encoder: {e}",
                 param="model_path",
@@ -156,9 +160,16 @@ class RerankModel:
         first (ties keep request order), cut to top_n."""
         _validate(query, documents, top_n)
         assert self._batcher is not None, "rerank() before load()"
-        scores, tokens = await self._batcher.submit(
-            _Job(query, list(documents), bool(return_len))
-        )
+        # More documents than one forward pass takes run as several passes, one after
+        # another, so that requests arriving meanwhile get their turn in between.
+        scores: List[float] = []
+        tokens: Optional[int] = 0 if return_len else None
+        for start in range(0, len(documents), self.max_batch):
+            part = list(documents[start:start + self.max_batch])
+            got, counted = await self._batcher.submit(_Job(query, part, bool(return_len)))
+            scores += got
+            if tokens is not None:
+                tokens += counted or 0
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
         if top_n is not None:
             order = order[:top_n]
@@ -222,29 +233,6 @@ class RerankModel:
         return total
 
 
-def _positive_int(kwargs: Dict[str, Any], name: str, default: Optional[int]) -> Any:
-    value = kwargs.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit() \
-            or int(value) < 1:
-        raise InvalidRequestError(f"{name} must be a positive integer; got {value!r}.", param=name)
-    return int(value)
-
-
-def _wait_s(wait_ms: Any) -> float:
-    try:
-        value = float(wait_ms)
-    except (TypeError, ValueError):
-        value = -1.0
-    if not 0 <= value <= 1000:
-        raise InvalidRequestError(
-            f"batch_wait_ms must be a number of milliseconds in 0..1000; got {wait_ms!r}.",
-            param="batch_wait_ms",
-        )
-    return value / 1000
-
-
 def _check_folder(path: str) -> None:
     """Tells a cross-encoder folder from other model folders before anything loads:
     an embedding model or a plain LM would otherwise load with a random score head."""
@@ -294,11 +282,22 @@ def _validate(query: Any, documents: Any, top_n: Any) -> None:
         )
     if not documents:
         raise InvalidRequestError("documents must not be empty.", param="documents")
+    if len(documents) > MAX_RERANK_DOCUMENTS:
+        raise InvalidRequestError(
+            f"documents has {len(documents)} items; one request may rerank at most "
+            f"{MAX_RERANK_DOCUMENTS} (XINFERENCE_MAX_RERANK_DOCUMENTS on the server).",
+            param="documents")
+    if len(query) > MAX_TEXT_CHARS:
+        raise InvalidRequestError(f"query has {len(query)} characters; at most {MAX_TEXT_CHARS} "
+                                  "are taken.", param="query")
     for i, doc in enumerate(documents):
         if not isinstance(doc, str):
             raise InvalidRequestError(
                 f"documents[{i}] must be a string; got {type(doc).__name__}.", param="documents"
             )
+        if len(doc) > MAX_TEXT_CHARS:
+            raise InvalidRequestError(f"documents[{i}] has {len(doc)} characters; at most "
+                                      f"{MAX_TEXT_CHARS} are taken.", param="documents")
     if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
         raise InvalidRequestError(f"top_n must be a positive integer; got {top_n!r}.",
                                   param="top_n")

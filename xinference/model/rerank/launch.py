@@ -32,12 +32,12 @@ def plan_rerank(model_name: str, model_engine: Optional[str] = None, model_path:
                 engine_kwargs: Optional[Dict[str, Any]] = None, n_gpu: Union[int, str, None] = 0,
                 download_hub: Optional[str] = None, family: Optional[RerankFamily] = None,
                 **_llm_only: Any) -> RerankPlan:
-    from .core import RerankModel
+    from .core import LAUNCH_OPTIONS
 
-    check_request("Rerank", model_engine, engine_kwargs, RerankModel.launch_kwargs, _llm_only)
+    options = check_request("Rerank", model_engine, engine_kwargs, LAUNCH_OPTIONS, _llm_only)
     family = family or get_rerank_family(model_name)
     hub = check_hub(download_hub)
     if hub and not model_path:
         pick_hub(family.model_src, hub)  # 400 now when the family has no such source
-    return RerankPlan(family=family, model_path=model_path, engine_kwargs=dict(engine_kwargs or {}),
+    return RerankPlan(family=family, model_path=model_path, engine_kwargs=options,
                       n_gpu=n_gpu, download_hub=hub)

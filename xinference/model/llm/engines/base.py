@@ -7,7 +7,7 @@ engine that cannot interleave them queues them itself.
 
 Hooks, in the order they are called:
   match(family, spec, quantization)  can this engine run that spec? (cheap, no imports)
-  __init__(model_path, family, spec, quantization, n_gpu, lora_list, **launch_kwargs)
+  __init__(model_path, family, spec, quantization, n_gpu, lora_list, **launch options)
   await load()                        load weights (heavy imports happen here),
                                       moving `load_progress` from 0 to 1 if it can
   tokenize(text, add_bos)             token ids, used for context checks and usage
@@ -18,17 +18,19 @@ Hooks, in the order they are called:
 """
 
 from abc import ABC, abstractmethod
-from typing import Any, AsyncIterator, ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import Any, AsyncIterator, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ....types import GenerationDelta, LoRASpec, SamplingParams
+from ...launch_options import Option
 from ..family import LLMFamily, LLMSpec
 
 
 class LLMEngine(ABC):
     name: ClassVar[str]
     model_formats: ClassVar[Tuple[str, ...]]
-    # launch kwargs this engine understands; others are rejected with a 400
-    launch_kwargs: ClassVar[Tuple[str, ...]] = ()
+    # launch kwargs this engine understands, with their types and ranges: the launch plan
+    # checks them before any process starts; others are rejected with a 400
+    launch_options: ClassVar[Mapping[str, Option]] = {}
     # whether launch may attach LoRA adapters (peft_model_config)
     supports_lora: ClassVar[bool] = False
     # whether generate() honours SamplingParams.json_schema (constrained decoding);

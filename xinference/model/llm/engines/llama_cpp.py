@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from ....errors import InvalidRequestError
 from ....types import GenerationDelta, SamplingParams
+from ...launch_options import Bool, Float, Int
 from .admission import Ticket
 from .base import LLMEngine
 
@@ -37,21 +38,22 @@ class LlamaCppEngine(LLMEngine):
     name = "llama.cpp"
     model_formats = ("ggufv2",)
     supports_grammar = True
-    launch_kwargs = (
-        "n_ctx",
-        "n_parallel",
-        "n_batch",
-        "n_threads",
-        "n_gpu_layers",
-        "use_mmap",
-        "use_mlock",
-        "flash_attn",
-        "swa_full",
-        "max_queue",
-        "queue_timeout_s",
-        "verbose",
-        "stream_interval",
-    )
+    launch_options = {
+        # tokens of one slot; the family's context_length caps it
+        "n_ctx": Int(1, 1 << 20, capped_by="context_length"),
+        "n_parallel": Int(1, 256),
+        "n_batch": Int(1, 1 << 16),
+        "n_threads": Int(1, 1024),
+        "n_gpu_layers": Int(-1, 100_000),  # -1: all
+        "use_mmap": Bool(),
+        "use_mlock": Bool(),
+        "flash_attn": Bool(),
+        "swa_full": Bool(),
+        "max_queue": Int(1, 1_000_000),
+        "queue_timeout_s": Float(0.001, 86_400),
+        "verbose": Bool(),
+        "stream_interval": Float(0, 10),
+    }
 
     @classmethod
     def is_installed(cls) -> bool:

@@ -15,8 +15,11 @@ import importlib.util
 from pathlib import Path
 from typing import Any, AsyncIterator, ClassVar, Dict, List, Optional, Tuple
 
+from ....constants import trust_remote_code_allowed
 from ....errors import InvalidRequestError
 from ....types import GenerationDelta, SamplingParams
+from ...launch_options import DEVICE, THREADS, Choice, Float, Int
+from ...remote_code import load_refusal
 from .admission import Ticket
 from .base import LLMEngine
 
@@ -35,10 +38,19 @@ class TransformersEngine(LLMEngine):
     name = "Transformers"
     model_formats = ("pytorch", "ggufv2")
     supports_lora: ClassVar[bool] = True
-    launch_kwargs: ClassVar[Tuple[str, ...]] = (
-        "trust_remote_code", "dtype", "torch_dtype", "device", "max_num_seqs", "max_model_len",
-        "n_threads", "prefill_chunk", "max_queue", "queue_timeout_s", "stream_interval",
-    )
+    launch_options = {
+        "dtype": Choice(*DTYPES, "auto"),
+        "torch_dtype": Choice(*DTYPES, "auto"),
+        "device": DEVICE,
+        "max_num_seqs": Int(1, 1024),
+        # the family's context_length caps it
+        "max_model_len": Int(1, 1 << 20, capped_by="context_length"),
+        "n_threads": THREADS,
+        "prefill_chunk": Int(1, 1 << 16),
+        "max_queue": Int(1, 1_000_000),
+        "queue_timeout_s": Float(0.001, 86_400),
+        "stream_interval": Float(0, 10),
+    }
 
     @classmethod
     def is_installed(cls) -> bool:
@@ -99,7 +111,7 @@ class TransformersEngine(LLMEngine):
         dtype_name = self.dtype = _pick_dtype(torch, opts.get("dtype") or opts.get("torch_dtype"), device)
         if opts.get("n_threads"):
             torch.set_num_threads(int(opts["n_threads"]))
-        remote = bool(opts.get("trust_remote_code", False))
+        remote = trust_remote_code_allowed()  # the worker's setting, never the request's
         folder, gguf = _split_path(self.model_path)
         extra: Dict[str, Any] = {"gguf_file": gguf} if gguf else {}
         # Several GPUs for one replica: accelerate spreads the layers over them.
@@ -113,6 +125,9 @@ class TransformersEngine(LLMEngine):
                 **({"device_map": "auto"} if spread else {}), **extra,
             )
         except (OSError, ValueError, KeyError) as e:
+            refused = load_refusal(self.family.model_name, e)
+            if refused is not None:
+                raise refused from None
             raise InvalidRequestError(
                 f"transformers could not load {self.model_path}: {e}", param="model_path"
             ) from None
