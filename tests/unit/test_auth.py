@@ -217,3 +217,19 @@ def test_config_errors(tmp_path):
         load_auth_config(str(bad))
     with pytest.raises(AuthConfigError, match="cannot read"):
         load_auth_config(str(tmp_path / "missing.json"))
+
+
+async def test_internal_addresses_are_for_admins_only():
+    from tests.unit.fake_cluster import running_stack
+
+    settings = ServerSettings(auth=AuthConfig.model_validate(CONFIG))
+    async with running_stack(settings=settings) as stack:
+        r = await stack.http.post("/v1/models", json={"model_name": "gemma-3", "model_uid": "g"},
+                                  headers=bearer("sk-adminadmin01"))
+        assert r.status_code == 200, r.text
+        for path in ("/v1/models", "/v1/models/g", "/v1/models/g/replicas", "/v1/models/g/progress"):
+            admin = (await stack.http.get(path, headers=bearer("sk-adminadmin01"))).text
+            reader = await stack.http.get(path, headers=bearer("sk-readerreader"))
+            assert reader.status_code == 200, reader.text
+            assert stack.address in admin or path.endswith("progress")
+            assert stack.address not in reader.text and "address" not in reader.text, (path, reader.text)

@@ -16,6 +16,7 @@ user opens can send it requests. Two rules keep such pages out:
 
 import ipaddress
 import re
+from functools import lru_cache
 from typing import Iterable, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ _LOOPBACK_ORIGIN = re.compile(LOOPBACK_ORIGIN_REGEX)
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
+@lru_cache(maxsize=256)  # every request asks, nearly always about the same few names
 def is_loopback(host: str) -> bool:
     """localhost (and *.localhost, which browsers resolve to loopback themselves),
     127.0.0.0/8 and ::1; `host` without a port, IPv6 with or without brackets."""

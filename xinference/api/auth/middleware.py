@@ -37,13 +37,20 @@ class AuthMiddleware:
     def __init__(self, app: ASGIApp, owner: Any, auth: Authenticator, quotas: Quotas):
         self.app = app
         self.owner = owner  # the FastAPI app, whose routes say which permission applies
+        # the flattened routes, and the top-level count they were built from: routes are
+        # added after the app is made (the web UI's mount, the redirect of /)
+        self._routes: List[Any] = []
+        self._built_from = -1
         self.auth = auth
         self.quotas = quotas
 
     def _route(self, scope: Scope) -> "tuple[Optional[str], bool]":
         """The matched route's path template (None: no route) and whether it is a
         mount (the web UI, which has its own login)."""
-        for route in flat_routes(self.owner):
+        if len(self.owner.router.routes) != self._built_from:
+            self._built_from = len(self.owner.router.routes)
+            self._routes = flat_routes(self.owner)
+        for route in self._routes:
             match, _ = route.matches(scope)
             if match == Match.FULL:
                 return getattr(route, "path", None), isinstance(route, Mount)

@@ -1,5 +1,6 @@
 """Login (POST /token) and per-key usage, under --auth-config."""
 
+import asyncio
 import json
 from typing import Any, Dict
 from urllib.parse import parse_qs
@@ -11,6 +12,7 @@ from ...errors import InvalidRequestError, UnauthorizedError
 router = APIRouter(tags=["Auth"])
 
 MAX_LOGIN_BODY = 16 * 1024
+FAILED_LOGIN_DELAY_S = 0.5
 
 
 async def _credentials(request: Request) -> Dict[str, Any]:
@@ -43,7 +45,12 @@ async def login(request: Request):
         raise InvalidRequestError("username and password are required strings.", param="username")
     if len(username) > 128 or len(password) > 1024:
         raise UnauthorizedError("Incorrect username or password.", code="invalid_credentials")
-    token = auth.login(username, password)
+    try:
+        token = auth.login(username, password)
+    except UnauthorizedError:
+        # a guesser gets a few tries a second per connection, not thousands
+        await asyncio.sleep(FAILED_LOGIN_DELAY_S)
+        raise
     return {"access_token": token, "token_type": "bearer", "expires_in": auth.expires_in()}
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from ...errors import InvalidRequestError
 from ...model.launch_env import check_launch_env
 from ...model.plans import model_type_name
+from ..auth.redact import for_caller
 from ..protocol.xinference import LaunchModelRequest
 
 router = APIRouter(tags=["Models"])
@@ -63,13 +64,13 @@ async def list_models(request: Request):
     # A LoRA adapter is listed as a model of its own (select it with model=<lora_name>),
     # with `parent` naming the model that serves it.
     models = await _supervisor(request).list_models()
-    return {
+    return for_caller({
         "object": "list",
         "data": [
             {"id": uid, "object": "model", "created": d["created"], "owned_by": "xinference", **d}
             for uid, d in models.items()
         ],
-    }
+    })
 
 
 @router.get("/v1/models/instances", summary="Running model instances")
@@ -107,7 +108,7 @@ async def describe_model(model_uid: str, request: Request):
     if desc.get("status") == "READY":
         # Live load from the replicas themselves: slots busy/free, queue length.
         desc.update(await request.app.state.router.load(model_uid))
-    return desc
+    return for_caller(desc)
 
 
 @router.delete("/v1/models/{model_uid}", summary="Terminate a model")
@@ -120,7 +121,7 @@ async def terminate_model(model_uid: str, request: Request):
 @router.get("/v1/models/{model_uid}/progress",
             summary="Launch progress: 0 to 1, the stage, and per replica the download's bytes and speed")
 async def progress(model_uid: str, request: Request):
-    return await _supervisor(request).model_progress(model_uid)
+    return for_caller(await _supervisor(request).model_progress(model_uid))
 
 
 @router.post("/v1/models/{model_uid}/cancel", summary="Cancel a launch in any stage, download included")
@@ -132,7 +133,7 @@ async def cancel_launch(model_uid: str, request: Request):
 
 @router.get("/v1/models/{model_uid}/replicas", summary="Requests in flight and served, per replica")
 async def replicas(model_uid: str, request: Request):
-    return await request.app.state.router.stats(model_uid)
+    return for_caller(await request.app.state.router.stats(model_uid))
 
 
 @router.get("/v1/engines/{model_name}", summary="Engines that can run a model")
