@@ -2,6 +2,8 @@ import ctypes
 
 import pytest
 
+from tests.unit.fake_cluster import running_stack
+
 
 @pytest.fixture(scope="session")
 def f32_path(tmp_path_factory):
@@ -23,3 +25,11 @@ def f32_path(tmp_path_factory):
     params.allow_requantize = True
     assert llama_cpp.llama_model_quantize(q4.encode(), out.encode(), ctypes.byref(params)) == 0
     return out
+
+
+@pytest.fixture
+async def stack():
+    """The in-process cluster (tests/unit/fake_cluster.py) with nothing launched;
+    test files that need a model launched first define their own `stack`."""
+    async with running_stack() as s:
+        yield s

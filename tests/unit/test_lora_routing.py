@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.unit.fake_cluster import lora_config, running_stack
+from tests.unit.fake_cluster import lora_config
 from xinference.errors import (
     ConflictError,
     InvalidRequestError,
@@ -19,12 +19,6 @@ from xinference.errors import (
 pytestmark = pytest.mark.timeout(60)
 
 MSG = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-async def stack():
-    async with running_stack() as s:
-        yield s
 
 
 def _launch(uid, *loras, **extra):

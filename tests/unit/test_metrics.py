@@ -17,12 +17,6 @@ pytestmark = pytest.mark.timeout(60)
 MSG = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture
-async def stack():
-    async with running_stack() as s:
-        yield s
-
-
 async def launch(stack, uid: str, **extra) -> None:
     await stack.supervisor.launch_model({"model_name": "gemma-3", "model_uid": uid, **extra})
 

@@ -22,12 +22,6 @@ CHAT = {"model": "m", "messages": ASK}
 EVIL = "http://evil.example"
 
 
-@pytest.fixture
-async def stack():
-    async with running_stack() as s:
-        yield s
-
-
 async def _nothing_launched(stack) -> bool:
     return not await stack.worker.launched() and not await stack.supervisor.list_models()
 

@@ -8,13 +8,15 @@ returns only once a streamed body has ended, however it ended.
 import time
 from typing import Any, Dict, Optional
 
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import context
+from .errors import route_path
 from .inflight import InFlightRequest, InFlightRequests, serving
 from .observe import FinishedRequest, RequestObservers
-from .request_log import choose_request_id
+from .request_log import HEADER, choose_request_id
 
 # POST routes that run inference -> the `endpoint` their requests are counted under
 ENDPOINTS: Dict[str, str] = {
@@ -33,17 +35,7 @@ CLIENT_GONE = 499  # nginx's code for "the client closed the connection"
 def _endpoint(scope: Scope) -> Optional[str]:
     if scope["type"] != "http" or scope.get("method") != "POST":
         return None
-    path, root = scope.get("path", ""), scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root):]
-    return ENDPOINTS.get(path)
-
-
-def _header(scope: Scope, name: bytes) -> Optional[str]:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
+    return ENDPOINTS.get(route_path(scope))
 
 
 class RequestTracking:
@@ -57,7 +49,7 @@ class RequestTracking:
         if endpoint is None:
             await self.app(scope, receive, send)
             return
-        offered = _header(scope, b"x-request-id")
+        offered = Headers(scope=scope).get(HEADER)
         # the id the request-id middleware chose when it runs first, else the same choice
         rid = context.request_id.get() or choose_request_id(offered)
         req = self._inflight.start(endpoint, rid, from_client=offered == rid)

@@ -3,13 +3,13 @@ its body is read), so an unauthenticated caller learns nothing from validation e
 
 from typing import Any, List, Optional
 
-from starlette.requests import Request
+from starlette.datastructures import Headers
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...errors import PermissionDeniedError, XinferenceError
 from .. import context
-from ..errors import error_response, is_ollama_route
+from ..errors import error_response, is_ollama_path
 from .permissions import METERED, PUBLIC, needed
 from .principal import Authenticator
 from .quotas import Quotas
@@ -67,9 +67,8 @@ class AuthMiddleware:
         if need == PUBLIC:
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
         try:
-            principal = self.auth.principal(request.headers.get("authorization"))
+            principal = self.auth.principal(Headers(scope=scope).get("authorization"))
             if need != "authenticated" and need not in principal.permissions:
                 raise PermissionDeniedError(
                     f"This key or user lacks the permission {need!r} that "
@@ -77,7 +76,7 @@ class AuthMiddleware:
             if (scope["method"], template) in METERED:
                 self.quotas.admit(principal)
         except XinferenceError as e:
-            response = error_response(e, is_ollama_route(request))
+            response = error_response(e, is_ollama_path(scope))
             if e.status_code == 401:
                 response.headers["WWW-Authenticate"] = "Bearer"
             await response(scope, receive, send)
