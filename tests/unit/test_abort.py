@@ -197,3 +197,10 @@ def test_finished_requests_leave_the_registry():
     assert not req.use_id("z")  # the first client id sticks
     inflight.finish(req)
     assert len(inflight) == 0 and inflight.abort("m", "y") == 0
+
+
+async def test_an_overlong_request_id_to_abort_is_a_400(stack):
+    r = await stack.http.post(f"/v1/models/m/requests/{'x' * 129}/abort", json={"block_duration": 30})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "request_id", r.text
+    r = await stack.http.post("/v1/models/m/requests/r1/abort", json={"block_duration": "soon"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "block_duration", r.text

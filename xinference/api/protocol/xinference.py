@@ -61,3 +61,13 @@ class RegisterModelRequest(BaseModel):
     model: Union[str, Dict[str, Any]]
     worker_ip: Optional[str] = None
     persist: bool = False
+
+
+class AbortRequest(BaseModel):
+    """POST /v1/models/{uid}/requests/{request_id}/abort (xinference-client's abort_request)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    # seconds during which a request arriving with this id is aborted at once (it may
+    # reach the server after the abort did); 0: no blocking
+    block_duration: float = Field(default=30, ge=0, le=86400)
