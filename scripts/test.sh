@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 
 PYTHON="$PY" bash scripts/install_llama_cpp.sh
+PYTHON="$PY" bash scripts/install_chatglm_cpp.sh
 # The CPU build of torch, before anything that depends on torch pulls the CUDA one.
 "$PY" -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 "$PY" -m pip install -q -e ".[dev]"

@@ -27,7 +27,7 @@ CONNECTION_ERRORS = (ServerClosed, ConnectionError, ActorNotExist, OSError)
 LOAD_KEYS = ("slots_total", "slots_busy", "slots_free", "queue_length",
              "batches", "batched_requests")
 # What a replica reports about how its engine runs the model (the same on every replica).
-ENGINE_KEYS = ("device", "dtype", "packed")
+ENGINE_KEYS = ("device", "dtype", "packed", "batching")
 LOAD_TIMEOUT_S = 2.0
 
 

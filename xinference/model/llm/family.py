@@ -92,6 +92,12 @@ class LLMFamily(BaseModel):
         return data
 
 
+def ggml_architecture(family: LLMFamily) -> str:
+    """Which program's format a family's `ggmlv3` files are in: chatglm.cpp's own for the
+    ChatGLM families, llama.cpp's GGJT v3 for the rest (LLaMA fine-tunes)."""
+    return "chatglm" if family.model_name.lower().startswith("chatglm") else "llama"
+
+
 @lru_cache(maxsize=1)
 def builtin_families() -> Dict[str, LLMFamily]:
     return load_families(FAMILY_FILE, LLMFamily)

@@ -166,9 +166,9 @@ def plan_launch(
                     param="peft_model_config",
                 )
             if not cls.is_installed():
+                hint = cls.install_hint or f"pip install 'xinference[{name.lower().replace('.', '_')}]'"
                 raise InvalidRequestError(
-                    f"Engine {name} is not installed on this machine: "
-                    f"`pip install 'xinference[{name.lower().replace('.', '_')}]'`.",
+                    f"Engine {name} is not installed on this machine: `{hint}`.",
                     param="model_engine",
                 )
             options = check_options(f"Engine {name} does not take", engine_kwargs,

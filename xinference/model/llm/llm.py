@@ -20,6 +20,9 @@ class LLM:
     def chat_prompt(
         self, messages: List[Dict[str, Any]], template_kwargs: Optional[Dict[str, Any]] = None
     ) -> List[int]:
+        ids = self.engine.chat_ids(messages, template_kwargs)
+        if ids is not None:
+            return ids
         own = self.engine.chat_template()
         if own is not None:
             # The model's own template writes every special token it needs.

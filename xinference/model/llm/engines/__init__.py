@@ -12,6 +12,7 @@ from .base import LLMEngine
 ENGINES: Dict[str, str] = {
     "llama.cpp": "xinference.model.llm.engines.llama_cpp:LlamaCppEngine",
     "Transformers": "xinference.model.llm.engines.transformers_engine:TransformersEngine",
+    "chatglm.cpp": "xinference.model.llm.engines.chatglm_cpp:ChatglmCppEngine",
 }
 
 

@@ -11,6 +11,7 @@ Hooks, in the order they are called:
   await load()                        load weights (heavy imports happen here),
                                       moving `load_progress` from 0 to 1 if it can
   tokenize(text, add_bos)             token ids, used for context checks and usage
+  chat_ids(messages, template_kwargs) a chat's prompt ids, if the model formats chats itself
   chat_template()                     the model's own chat template, if it ships one
   generate(prompt_ids, params)        async iterator of deltas; the last has finish_reason
   stats()                             load figures, for describe
@@ -36,6 +37,9 @@ class LLMEngine(ABC):
     # whether generate() honours SamplingParams.json_schema (constrained decoding);
     # requests for it on other engines are refused before they reach the engine
     supports_grammar: ClassVar[bool] = False
+    # how to install it, for the error a launch on a machine without it gets
+    # (compiled engines build with our scripts' safe flags, not a plain pip install)
+    install_hint: ClassVar[str] = ""
 
     @classmethod
     def match(cls, family: LLMFamily, spec: LLMSpec, quantization: str) -> bool:
@@ -80,6 +84,12 @@ class LLMEngine(ABC):
     def generate(
         self, prompt_ids: List[int], params: SamplingParams
     ) -> AsyncIterator[GenerationDelta]: ...
+
+    def chat_ids(self, messages: List[Dict[str, Any]],
+                 template_kwargs: Optional[Dict[str, Any]] = None) -> Optional[List[int]]:
+        """A chat's prompt ids, for an engine whose model formats chats in its own code;
+        None: the chat is rendered with a Jinja template (the model's or the family's)."""
+        return None
 
     def chat_template(self) -> Optional[Tuple[str, Dict[str, str]]]:
         """The model's own Jinja chat template and the special tokens it uses
