@@ -1,4 +1,5 @@
-"""llama.cpp engine (llama-cpp-python's C API), for GGUF models.
+"""llama.cpp engine (llama-cpp-python's C API), for GGUF models, and for legacy GGML
+(GGJT v3) LLaMA files, which it converts to GGUF once before the first load (ggml_v3.py).
 
 One llama.cpp context per replica, shared by `n_parallel` slots: a scheduler thread
 batches every running request into each decode step (see llama_scheduler.py).
@@ -20,6 +21,7 @@ from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 from ....errors import InvalidRequestError
 from ....types import GenerationDelta, SamplingParams
 from ...launch_options import Bool, Float, Int
+from ..family import LLMFamily, LLMSpec, ggml_architecture
 from .admission import Ticket
 from .base import LLMEngine
 
@@ -36,8 +38,9 @@ SWITCH_INTERVAL_S = 0.0005
 
 class LlamaCppEngine(LLMEngine):
     name = "llama.cpp"
-    model_formats = ("ggufv2",)
+    model_formats = ("ggufv2", "ggmlv3")
     supports_grammar = True
+    install_hint = "bash scripts/install_llama_cpp.sh"
     launch_options = {
         # tokens of one slot; the family's context_length caps it
         "n_ctx": Int(1, 1 << 20, capped_by="context_length"),
@@ -54,6 +57,13 @@ class LlamaCppEngine(LLMEngine):
         "verbose": Bool(),
         "stream_interval": Float(0, 10),
     }
+
+    @classmethod
+    def match(cls, family: LLMFamily, spec: LLMSpec, quantization: str) -> bool:
+        # ChatGLM's ggmlv3 files are chatglm.cpp's own format, which llama.cpp never read
+        if spec.model_format == "ggmlv3" and ggml_architecture(family) != "llama":
+            return False
+        return super().match(family, spec, quantization)
 
     @classmethod
     def is_installed(cls) -> bool:
@@ -94,6 +104,13 @@ class LlamaCppEngine(LLMEngine):
         import llama_cpp
         from llama_cpp import _logger
 
+        if self.spec.model_format == "ggmlv3":
+            from ..ggml_v3 import gguf_for
+
+            def converted(fraction: float) -> None:
+                self.load_progress = 0.5 * fraction
+
+            self.model_path = gguf_for(self.model_path, self.family.context_length, converted)
         lib = self._lib = llama_cpp
         opts = self.kwargs
         _logger.set_verbose(bool(opts.get("verbose", False)))
