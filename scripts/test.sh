@@ -10,6 +10,9 @@ PYTHON="$PY" bash scripts/install_chatglm_cpp.sh
 # The CPU build of torch, before anything that depends on torch pulls the CUDA one.
 "$PY" -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 "$PY" -m pip install -q -e ".[dev]"
+# vLLM in a virtualenv of its own (it pins an older transformers), after xinference, which
+# its replicas import from the system site packages
+PYTHON="$PY" bash scripts/install_vllm.sh >/dev/null
 # The web UI's browser tests drive Debian's Chromium through Playwright (never
 # `playwright install`); the CJK font renders the Chinese page.
 if [ ! -x /usr/bin/chromium ] || ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then

@@ -10,6 +10,7 @@ from ..constants import HEARTBEAT_INTERVAL, MAX_REPLICAS_PER_WORKER, trust_remot
 from ..errors import InvalidRequestError, LaunchFailedError, ModelNotFoundError, XinferenceError
 from ..model.hub import cache
 from ..model.launch_env import check_launch_env
+from ..model.llm.engines import get_engine_class
 from ..model.plans import load_plan
 from ..model.remote_code import check_allowed
 from .model_actor import ModelActor
@@ -19,6 +20,20 @@ from .resources import gpu_status, machine_status
 logger = logging.getLogger(__name__)
 
 WORKER_UID = "worker"
+
+
+def _interpreter(launch: Any) -> Optional[str]:
+    """The Python a replica's process runs: an engine in a virtualenv of its own names
+    it; None is the worker's own. An engine this worker lacks fails the launch here,
+    before any process starts."""
+    if launch.model_type != "LLM":
+        return None
+    engine = get_engine_class(launch.engine)
+    if not engine.is_installed():
+        raise InvalidRequestError(
+            f"Engine {launch.engine} is not installed on this worker: `{engine.install_hint}`.",
+            param="model_engine")
+    return engine.interpreter()
 
 
 class ProcessDownRelay:
@@ -135,6 +150,7 @@ class WorkerActor(xo.StatelessActor):
 
     async def _launch(self, replica_uid: str, launch: Any, env: Optional[Dict[str, str]],
                       model: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        python = _interpreter(launch)
         if launch.model_path:
             # A wrong path fails at once, before any process starts. Everything else
             # (cache, download) happens in the replica's process: cancelling the launch
@@ -147,7 +163,8 @@ class WorkerActor(xo.StatelessActor):
         env = {**(env or {}), "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
         self._gpus[replica_uid] = gpus
         try:
-            sub_address = await self._pool.append_sub_pool(label=replica_uid, env=env)
+            sub_address = await self._pool.append_sub_pool(
+                label=replica_uid, env=env, start_python=python)
         except BaseException:
             self._gpus.pop(replica_uid, None)
             raise

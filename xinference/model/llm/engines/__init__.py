@@ -13,6 +13,7 @@ ENGINES: Dict[str, str] = {
     "llama.cpp": "xinference.model.llm.engines.llama_cpp:LlamaCppEngine",
     "Transformers": "xinference.model.llm.engines.transformers_engine:TransformersEngine",
     "chatglm.cpp": "xinference.model.llm.engines.chatglm_cpp:ChatglmCppEngine",
+    "vLLM": "xinference.model.llm.engines.vllm_engine:VllmEngine",
 }
 
 

@@ -139,3 +139,57 @@ class WaitQueue:
             if isinstance(first, BaseException):
                 raise first
             raise AssertionError(f"a ticket got {first!r} before it was admitted")
+
+
+class AsyncSlots:
+    """The same bounds for an engine that schedules on the event loop itself (vLLM): at
+    most `slots` requests inside the engine, at most `max_queue` waiting (beyond: 429),
+    each waiting at most `timeout_s` (beyond: 503)."""
+
+    def __init__(self, slots: int, max_queue: int, timeout_s: float):
+        self.slots = slots
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
+        self.busy = 0
+        self._waiting: Deque[asyncio.Future] = deque()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def stats(self) -> Dict[str, int]:
+        return {"slots_total": self.slots, "slots_busy": self.busy,
+                "slots_free": max(0, self.slots - self.busy), "queue_length": len(self._waiting)}
+
+    async def acquire(self) -> None:
+        if self.busy < self.slots and not self._waiting:
+            self.busy += 1
+            return
+        if len(self._waiting) >= self.max_queue:
+            raise TooManyRequestsError(
+                f"All {self.slots} slots are busy and {len(self._waiting)} requests are already "
+                f"waiting (max_queue={self.max_queue}); retry later.")
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            await asyncio.wait_for(asyncio.shield(turn), self.timeout_s)
+        except asyncio.TimeoutError:
+            if turn in self._waiting:
+                self._waiting.remove(turn)
+                raise ServerBusyError(
+                    f"No slot became free within {self.timeout_s:g} s (queue_timeout_s); "
+                    "retry later.") from None
+        except BaseException:
+            if turn in self._waiting:
+                self._waiting.remove(turn)
+            elif turn.done() and not turn.cancelled():
+                self.release()  # the slot came just as the caller left: pass it on
+            raise
+
+    def release(self) -> None:
+        """Frees a slot, handing it straight to the oldest waiter if there is one."""
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.busy -= 1

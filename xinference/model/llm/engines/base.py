@@ -49,6 +49,12 @@ class LLMEngine(ABC):
     def is_installed(cls) -> bool:
         return True
 
+    @classmethod
+    def interpreter(cls) -> Optional[str]:
+        """The Python executable its replicas run under (an engine installed in a
+        virtualenv of its own); None: the worker's."""
+        return None
+
     def __init__(
         self,
         model_path: str,

@@ -239,10 +239,10 @@ def _pick_dtype(torch: Any, wanted: Optional[str], device: str) -> str:
     # On a CPU with bf16 instructions bf16 halves the bytes each step reads and runs in
     # native kernels (measured: 2x float32 at batch 1, 10x at batch 8 on Zen 4);
     # without them bf16 is emulated and far slower than float32.
-    return "bfloat16" if _cpu_has_bf16() else "float32"
+    return "bfloat16" if cpu_has_bf16() else "float32"
 
 
-def _cpu_has_bf16() -> bool:
+def cpu_has_bf16() -> bool:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
             for line in f:
