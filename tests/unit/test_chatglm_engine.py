@@ -2,6 +2,7 @@
 package's own converter (tests/tiny_chatglm.py)."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -148,9 +149,21 @@ async def test_sampling_runs_and_the_context_is_checked(glm3):
     assert e.value.code == "context_length_exceeded"
 
 
+class SlowModel:
+    def __init__(self, model):
+        self._model = model
+
+    def generate_next_token(self, *args):
+        time.sleep(0.01)
+        return self._model.generate_next_token(*args)
+
+
 @pytest.mark.timeout(60)
 async def test_one_sequence_at_a_time_behind_a_bounded_queue(files):
     llm = await load_llm(files["chatglm3"], max_queue=1, queue_timeout_s=0.5, stream_interval=0)
+    # the tiny model decodes a token in microseconds: slow it down so that the running
+    # request is still running while the others queue
+    llm.engine._runner._model = SlowModel(llm.engine._runner._model)
     try:
         ids = llm.completion_prompt("hello")
         running = llm.stream(ids, SamplingParams(max_tokens=400, ignore_eos=True))

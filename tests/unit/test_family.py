@@ -118,8 +118,9 @@ def test_a_launch_by_name_alone_takes_a_spec_this_machine_can_run(monkeypatch):
     pytest.importorskip("llama_cpp")
     plan = plan_launch("qwen2.5-instruct", model_engine="llama.cpp")
     assert (plan.spec.model_format, plan.spec.size_str(), plan.quantization) == ("ggufv2", "0_5", "q4_k_m")
-    # no torch on this machine: the name alone launches the GGUF spec with llama.cpp
-    monkeypatch.setattr(get_engine_class("Transformers"), "is_installed", classmethod(lambda cls: False))
+    # no torch and no vLLM on this machine: the name alone launches the GGUF spec with llama.cpp
+    for engine in ("Transformers", "vLLM"):
+        monkeypatch.setattr(get_engine_class(engine), "is_installed", classmethod(lambda cls: False))
     plan = plan_launch("qwen2.5-instruct")
     assert plan.engine == "llama.cpp" and plan.spec.model_format == "ggufv2"
     assert plan.weights_request().sources["huggingface"].files == ["qwen2.5-0.5b-instruct-q4_k_m.gguf"]

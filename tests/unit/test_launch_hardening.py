@@ -8,7 +8,7 @@ as they were), and the cluster serves afterwards. The worker's own checks run on
 WorkerActor whose pool records the processes it is asked to start.
 """
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 import xoscar as xo
@@ -375,9 +375,12 @@ class RecordingPool:
 
     def __init__(self) -> None:
         self.started: List[Dict[str, str]] = []
+        self.pythons: List[Optional[str]] = []  # None: the worker's own
 
-    async def append_sub_pool(self, label: str, env: Dict[str, str]) -> str:
+    async def append_sub_pool(self, label: str, env: Dict[str, str],
+                              start_python: Optional[str] = None) -> str:
         self.started.append(env)
+        self.pythons.append(start_python)
         raise RuntimeError("no processes in this test")
 
     async def remove_sub_pool(self, address: str) -> None:
@@ -419,6 +422,7 @@ async def test_worker_refuses_envs_and_remote_code_before_a_process_starts(real_
     with pytest.raises(Exception, match="no processes"):
         await worker.launch_replica("r-0", gemma, {"OMP_NUM_THREADS": "2"})
     assert recorder.started == [{"OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": ""}]
+    assert recorder.pythons == [None]  # llama.cpp runs in the worker's own Python
     # the worker reports its setting, which placement goes by
     (status,) = [w["status"] for w in await sup.list_workers()]
     assert status["trust_remote_code"] is False

@@ -28,6 +28,9 @@ class TemplateEngine:
 
     name = "fake"
 
+    def chat_ids(self, messages: List[Dict[str, Any]], template_kwargs: Any = None) -> None:
+        return None  # chats go through a template
+
     def __init__(self, own: Optional[Tuple[str, Dict[str, str]]] = None):
         self.family = get_family("gemma-3")
         self._own = own

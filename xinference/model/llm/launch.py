@@ -154,7 +154,10 @@ def plan_launch(
     if hub and not model_path:
         pick_hub(spec.model_src, hub)  # 400 now when the spec has no such source
     lora_list = parse_lora_list(peft_model_config)
-    engines = [model_engine] if model_engine else list(ENGINES)
+    # Without a named engine, installed engines come first (in registry order): a machine
+    # with vLLM but no torch runs a pytorch spec on vLLM instead of failing on Transformers.
+    engines = [model_engine] if model_engine else sorted(
+        ENGINES, key=lambda n: not get_engine_class(n).is_installed())
     tried = []
     for name in engines:
         cls = get_engine_class(name)

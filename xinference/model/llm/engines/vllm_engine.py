@@ -14,6 +14,7 @@ environment's Python (`interpreter()`), and only the replica imports vllm.
 import asyncio
 import glob
 import importlib.util
+import logging
 import os
 import sys
 import time
@@ -28,6 +29,8 @@ from ...launch_options import Bool, Choice, Float, Int
 from .admission import AsyncSlots
 from .base import LLMEngine
 from .transformers_engine import cpu_has_bf16
+
+logger = logging.getLogger(__name__)
 
 PYTHON_ENV = "XINFERENCE_VLLM_PYTHON"
 VENVS = Path.home() / ".cache" / "xinference" / "venvs"
@@ -205,7 +208,10 @@ class VllmEngine(LLMEngine):
                     f"This model has no LoRA adapter {params.lora_name!r} "
                     f"(loaded: {', '.join(self._loras) or 'none'}).",
                     param="lora_name", code="lora_not_found")
-        sampling = self._sampling(params)
+        try:
+            sampling = self._sampling(params)
+        except ValueError as e:  # vLLM's own range checks (e.g. top_p must be above 0)
+            raise InvalidRequestError(f"vLLM cannot sample with these options: {e}") from None
         slots = self._slots
         assert slots is not None, "generate() before load()"
         await slots.acquire()
@@ -267,7 +273,10 @@ class VllmEngine(LLMEngine):
                                       else "messages") from None
         finally:
             if not finished:
-                await self._engine.abort(request_id)
+                try:
+                    await self._engine.abort(request_id)
+                except Exception:  # noqa: BLE001 - an engine already gone holds nothing
+                    logger.warning("could not abort vLLM request %s", request_id, exc_info=True)
 
     def stats(self) -> Dict[str, Any]:
         if self._slots is None:
