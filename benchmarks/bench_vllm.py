@@ -1,8 +1,8 @@
 """Ours with the vLLM engine against vLLM's own OpenAI server: same model, same machine,
 one run.
 
-The model is the embedded Gemma 3 270M converted into a Hugging Face folder (shared with
-bench_transformers.py). Both servers run the same vLLM (the environment
+The model is the embedded Gemma 3 270M converted into a Hugging Face folder, the one the
+vLLM tests use (tests/hf_gemma.py; vLLM reads the architecture from its config). Both servers run the same vLLM (the environment
 scripts/install_vllm.sh made) with the same settings: `--max-model-len`, `--max-num-seqs`,
 eager mode, the same dtype and KV cache size, and on a machine of at most 4 cores no core
 kept back for vLLM's scheduler (what our engine does there). Both stay loaded and are
@@ -34,9 +34,10 @@ from typing import Dict, List, Optional
 
 import httpx
 from _local import LocalServer, exit_on_sigterm, free_port, launch, percentile, table
-from bench_transformers import DEFAULT_DIR, PROMPTS, model_dir
+from bench_transformers import PROMPTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.hf_gemma import build_gemma_folder  # noqa: E402
 from xinference.model.llm.engines.vllm_engine import SMALL_MACHINE_CORES, vllm_python  # noqa: E402
 
 UID = "gemma-vllm"
@@ -51,7 +52,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-model-len", type=int, default=1024)
     p.add_argument("--kv-gib", type=int, default=1, help="KV cache (CPU), GiB")
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--model-dir", type=Path, default=DEFAULT_DIR, help="HF folder (made if missing)")
+    p.add_argument("--model-dir", type=Path, help="HF folder (made if missing)",
+                   default=Path.home() / ".cache" / "xinference-tests" / "gemma-3-270m-hf")
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--json", default=None, metavar="PATH")
     args = p.parse_args()
@@ -145,7 +147,9 @@ def main() -> None:
     python = vllm_python()
     if python is None:
         raise SystemExit("vLLM is not installed: bash scripts/install_vllm.sh")
-    folder = model_dir(args)
+    from xinference.model.llm.launch import plan_launch
+
+    folder = Path(build_gemma_folder(plan_launch("gemma-3").resolve_weights(), args.model_dir))
     print(f"model {folder}, vLLM python {python}, cores {os.cpu_count()}", flush=True)
     results: Dict[str, Dict[int, List[Dict[str, float]]]] = {
         side: {c: [] for c in args.concurrency} for side in ("ours", "vllm")}
