@@ -8,7 +8,7 @@ blocks, `break`/`continue` in loops, `raise_exception`, `strftime_now`, and a
 import json
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -90,3 +90,14 @@ def render_chat(
             f"Cannot format the messages with the model's chat template: {type(e).__name__}: {e}",
             param="messages",
         ) from None
+
+
+def tokenizer_template(tok: Any) -> Optional[Tuple[str, Dict[str, str]]]:
+    """A Hugging Face tokenizer's own chat template and the BOS/EOS text it writes, or
+    None when it has none (a dict of named templates gives its default)."""
+    template = getattr(tok, "chat_template", None)
+    if isinstance(template, dict):
+        template = template.get("default") or next(iter(template.values()), None)
+    if not template:
+        return None
+    return template, {"bos_token": tok.bos_token or "", "eos_token": tok.eos_token or ""}

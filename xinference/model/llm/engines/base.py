@@ -19,8 +19,10 @@ Hooks, in the order they are called:
 """
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, AsyncIterator, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ....errors import InvalidRequestError
 from ....types import GenerationDelta, LoRASpec, SamplingParams
 from ...launch_options import Option
 from ..family import LLMFamily, LLMSpec
@@ -101,6 +103,21 @@ class LLMEngine(ABC):
         """The model's own Jinja chat template and the special tokens it uses
         (bos_token, eos_token), or None to use the family's."""
         return None
+
+    def check_lora_folders(self) -> None:
+        """Each LoRA adapter given at launch must be a folder saved by peft."""
+        for lora in self.lora_list:
+            if not (Path(lora.local_path) / "adapter_config.json").is_file():
+                raise InvalidRequestError(
+                    f"LoRA {lora.lora_name!r}: {lora.local_path} is not a peft adapter folder "
+                    "(no adapter_config.json there).", param="peft_model_config")
+
+    def unknown_lora(self, name: str) -> InvalidRequestError:
+        """The error for a request naming an adapter this model did not load."""
+        loaded = ", ".join(a.lora_name for a in self.lora_list) or "none"
+        return InvalidRequestError(
+            f"This model has no LoRA adapter {name!r} (loaded: {loaded}).",
+            param="lora_name", code="lora_not_found")
 
     def stats(self) -> Dict[str, Any]:
         """Load figures for describe (slots busy/free, queue length); {} if none."""

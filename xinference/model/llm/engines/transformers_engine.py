@@ -20,6 +20,7 @@ from ....errors import InvalidRequestError
 from ....types import GenerationDelta, SamplingParams
 from ...launch_options import DEVICE, THREADS, Choice, Float, Int
 from ...remote_code import load_refusal
+from ..chat_template import tokenizer_template
 from .admission import Ticket
 from .base import LLMEngine
 
@@ -93,13 +94,7 @@ class TransformersEngine(LLMEngine):
             value = opts.get(key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InvalidRequestError(f"{key} must be a positive integer; got {value!r}.", param=key)
-        for lora in self.lora_list:
-            if not (Path(lora.local_path) / "adapter_config.json").is_file():
-                raise InvalidRequestError(
-                    f"LoRA {lora.lora_name!r}: {lora.local_path} is not a peft adapter folder "
-                    "(no adapter_config.json there).",
-                    param="peft_model_config",
-                )
+        self.check_lora_folders()
 
     def _load_sync(self) -> None:
         import torch
@@ -178,13 +173,7 @@ class TransformersEngine(LLMEngine):
         return list(self._tok(text, add_special_tokens=add_bos)["input_ids"])
 
     def chat_template(self) -> Optional[Tuple[str, Dict[str, str]]]:
-        template = getattr(self._tok, "chat_template", None)
-        if isinstance(template, dict):
-            template = template.get("default") or next(iter(template.values()), None)
-        if not template:
-            return None
-        tokens = {"bos_token": self._tok.bos_token or "", "eos_token": self._tok.eos_token or ""}
-        return template, tokens
+        return tokenizer_template(self._tok)
 
     async def generate(
         self, prompt_ids: List[int], params: SamplingParams
@@ -192,12 +181,7 @@ class TransformersEngine(LLMEngine):
         if not prompt_ids:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         if params.lora_name is not None and params.lora_name not in {a.lora_name for a in self.lora_list}:
-            names = ", ".join(a.lora_name for a in self.lora_list) or "none"
-            raise InvalidRequestError(
-                f"This model has no LoRA adapter {params.lora_name!r} (loaded: {names}).",
-                param="lora_name",
-                code="lora_not_found",
-            )
+            raise self.unknown_lora(params.lora_name)
         ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params))
         async for delta in self._scheduler.queue.serve(ticket):
             yield delta

@@ -26,6 +26,7 @@ from ....constants import XINFERENCE_HOME, trust_remote_code_allowed
 from ....errors import InvalidRequestError, XinferenceError
 from ....types import GenerationDelta, SamplingParams
 from ...launch_options import Bool, Choice, Float, Int
+from ..chat_template import tokenizer_template
 from .admission import AsyncSlots
 from .base import LLMEngine
 from .text_stream import StopMatcher, paced_interval
@@ -120,11 +121,7 @@ class VllmEngine(LLMEngine):
             raise InvalidRequestError(
                 f"{wrong} does not apply to a {where} replica; size its memory with "
                 f"{'gpu_memory_utilization' if gpu else 'kv_cache_space_gib'}.", param=wrong)
-        for lora in self.lora_list:
-            if not (Path(lora.local_path) / "adapter_config.json").is_file():
-                raise InvalidRequestError(
-                    f"LoRA {lora.lora_name!r}: {lora.local_path} is not a peft adapter folder "
-                    "(no adapter_config.json there).", param="peft_model_config")
+        self.check_lora_folders()
         # the replica's process is vLLM's alone: its settings go into its environment
         os.environ.setdefault("VLLM_CACHE_ROOT", str(XINFERENCE_HOME / "vllm"))
         os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are on disk already
@@ -189,12 +186,7 @@ class VllmEngine(LLMEngine):
         return list(self._tok.encode(text, add_special_tokens=add_bos))
 
     def chat_template(self) -> Optional[Tuple[str, Dict[str, str]]]:
-        template = getattr(self._tok, "chat_template", None)
-        if isinstance(template, dict):
-            template = template.get("default") or next(iter(template.values()), None)
-        if not template:
-            return None
-        return template, {"bos_token": self._tok.bos_token or "", "eos_token": self._tok.eos_token or ""}
+        return tokenizer_template(self._tok)
 
     async def generate(
         self, prompt_ids: List[int], params: SamplingParams
@@ -205,10 +197,7 @@ class VllmEngine(LLMEngine):
         if params.lora_name is not None:
             lora = self._loras.get(params.lora_name)
             if lora is None:
-                raise InvalidRequestError(
-                    f"This model has no LoRA adapter {params.lora_name!r} "
-                    f"(loaded: {', '.join(self._loras) or 'none'}).",
-                    param="lora_name", code="lora_not_found")
+                raise self.unknown_lora(params.lora_name)
         try:
             sampling = self._sampling(params)
         except ValueError as e:  # vLLM's own range checks (e.g. top_p must be above 0)
