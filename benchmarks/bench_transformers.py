@@ -198,9 +198,10 @@ def run_baselines(args: argparse.Namespace, folder: Path) -> Dict[str, Dict[str,
 # ---------------------------------------------------------------- ours
 
 
-async def stream_completion(client: httpx.AsyncClient, prompt: str, tokens: int) -> Dict[str, Any]:
+async def stream_completion(client: httpx.AsyncClient, prompt: str, tokens: int,
+                            model: str = MODEL_UID) -> Dict[str, Any]:
     body = {
-        "model": MODEL_UID, "prompt": prompt, "max_tokens": tokens, "temperature": 0.0,
+        "model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0.0,
         "ignore_eos": True, "stop": [], "stream": True, "stream_options": {"include_usage": True},
     }  # fmt: skip
     t0 = time.perf_counter()

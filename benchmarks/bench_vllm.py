@@ -30,11 +30,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import httpx
 from _local import LocalServer, exit_on_sigterm, free_port, launch, percentile, table
-from bench_transformers import PROMPTS
+from bench_transformers import PROMPTS, stream_completion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.hf_gemma import build_gemma_folder  # noqa: E402
@@ -108,33 +108,11 @@ class VllmServer:
                 continue
 
 
-async def stream(client: httpx.AsyncClient, prompt: str, tokens: int) -> Dict[str, float]:
-    body = {"model": UID, "prompt": prompt, "max_tokens": tokens, "temperature": 0.0,
-            "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
-    t0 = time.perf_counter()
-    first: Optional[float] = None
-    usage = None
-    async with client.stream("POST", "/v1/completions", json=body) as r:
-        if r.status_code != 200:
-            raise RuntimeError(f"HTTP {r.status_code}: {(await r.aread())[:300]!r}")
-        async for line in r.aiter_lines():
-            if not line.startswith("data:") or line.strip() == "data: [DONE]":
-                continue
-            chunk = json.loads(line[5:])
-            if first is None and any(c.get("text") for c in chunk.get("choices") or []):
-                first = time.perf_counter()
-            usage = chunk.get("usage") or usage
-    end = time.perf_counter()
-    if usage is None:
-        raise RuntimeError("the stream carried no usage")
-    return {"ttft": (first or end) - t0, "tokens": float(usage["completion_tokens"])}
-
-
 async def wave(url: str, c: int, tokens: int, round_no: int) -> Dict[str, float]:
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         t0 = time.perf_counter()
         # the round number in the prompt: no side reuses a prompt cached in an earlier round
-        reqs = await asyncio.gather(*(stream(client, f"{PROMPTS[i]} ({round_no})", tokens)
+        reqs = await asyncio.gather(*(stream_completion(client, f"{PROMPTS[i]} ({round_no})", tokens, UID)
                                       for i in range(c)))
         wall = time.perf_counter() - t0
     return {"tok_s": sum(r["tokens"] for r in reqs) / wall,
