@@ -10,13 +10,16 @@ is dropped by the scheduler at its next step.
 """
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
 from typing import Any, AsyncIterator, Callable, Deque, Dict, List
 
-from ....errors import ServerBusyError, TooManyRequestsError
+from ....errors import ServerBusyError, TooManyRequestsError, XinferenceError
 from ....types import GenerationDelta
+
+logger = logging.getLogger(__name__)
 
 _ADMITTED = object()
 
@@ -139,6 +142,72 @@ class WaitQueue:
             if isinstance(first, BaseException):
                 raise first
             raise AssertionError(f"a ticket got {first!r} before it was admitted")
+
+
+class SchedulerThread:
+    """The thread that owns a model: it steps while requests run or wait and sleeps
+    otherwise; requests reach it through `queue`. An engine's scheduler says how busy it
+    is (`_busy`), what one step does (`_step`) and how its running requests fail
+    (`_fail_running`, when the thread stops or a step raises)."""
+
+    engine = "the engine"  # named in errors
+
+    def __init__(self, slots: int, max_queue: int, queue_timeout_s: float):
+        self.slots = slots
+        self._cond = threading.Condition()
+        self._stopping = False
+        self.queue = WaitQueue(max_queue, queue_timeout_s, self._free_slots, self._wake)
+        self._thread = threading.Thread(target=self._run, name=f"{self.engine} scheduler",
+                                        daemon=True)
+
+    def start(self) -> None:
+        """Called by the subclass once its state exists."""
+        self._thread.start()
+
+    def stats(self) -> Dict[str, Any]:
+        return load_figures(self.slots, self._busy(), self.queue)
+
+    def stop(self) -> None:
+        """Ends the thread; running and waiting requests get an error. Blocking."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        gone = XinferenceError("The model is shutting down.")
+        for ticket in self.queue.drain():
+            ticket.emit(gone)
+        self._fail_running(gone)
+
+    def _free_slots(self) -> int:
+        return max(0, self.slots - self._busy())
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not (self._busy() or len(self.queue)):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+            try:
+                self._step()
+            except Exception as e:  # noqa: BLE001 - the requests fail, never the thread
+                logger.exception("%s scheduler step failed", self.engine)
+                self._fail_running(e if isinstance(e, XinferenceError)
+                                   else XinferenceError(f"{self.engine} failed: {e}"))
+
+    def _busy(self) -> int:
+        raise NotImplementedError
+
+    def _step(self) -> None:
+        raise NotImplementedError
+
+    def _fail_running(self, err: XinferenceError) -> None:
+        """Sends err to every admitted request and frees its slot."""
+        raise NotImplementedError
 
 
 class AsyncSlots:

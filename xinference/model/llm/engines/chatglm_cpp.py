@@ -14,7 +14,6 @@ ignored. `chatglm_cpp` is imported only in `load()`.
 import asyncio
 import importlib.util
 import logging
-import threading
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
 
 from ....errors import InvalidRequestError, XinferenceError
@@ -22,7 +21,7 @@ from ....types import GenerationDelta, SamplingParams
 from ...launch_options import Float, Int
 from ..chat_template import check_template_kwargs
 from ..family import LLMFamily, LLMSpec, ggml_architecture
-from .admission import Ticket, WaitQueue, load_figures
+from .admission import SchedulerThread, Ticket
 from .base import LLMEngine
 from .detokenize import Detokenizer
 from .text_stream import TextStream
@@ -230,8 +229,10 @@ class _ChatglmDecode:
         return "\ufffd"
 
 
-class _Runner:
+class _Runner(SchedulerThread):
     """The thread that owns the model and runs one request at a time."""
+
+    engine = "chatglm.cpp"
 
     def __init__(self, pipe: Any, config_cls: Any, eos: set, *, max_length: int,
                  max_queue: int, queue_timeout_s: float, stream_interval: float):
@@ -242,49 +243,34 @@ class _Runner:
         self._eos = frozenset(eos)
         self._max_length = max_length
         self._interval = stream_interval
-        self._busy = False
-        self._cond = threading.Condition()
-        self._stopping = False
-        self.queue = WaitQueue(max_queue, queue_timeout_s, lambda: 0 if self._busy else 1, self._wake)
-        self._thread = threading.Thread(target=self._run, name="chatglm-cpp", daemon=True)
-        self._thread.start()
+        self._current: Optional[Ticket] = None
+        super().__init__(1, max_queue, queue_timeout_s)
+        self.start()
 
-    def stats(self) -> Dict[str, int]:
-        return load_figures(1, int(self._busy), self.queue)
+    def _busy(self) -> int:
+        return int(self._current is not None)
 
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join()
-        for ticket in self.queue.drain():
-            ticket.emit(XinferenceError("The model is shutting down."))
+    def _fail_running(self, err: XinferenceError) -> None:
+        ticket, self._current = self._current, None
+        if ticket is not None:
+            ticket.emit(err)
 
-    def _wake(self) -> None:
-        with self._cond:
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and not len(self.queue):
-                    self._cond.wait()
-                if self._stopping:
-                    return
-            for ticket in self.queue.take(1):
-                self._busy = True
-                try:
-                    last = self._serve(ticket)
-                except Exception as e:  # noqa: BLE001 - the request fails, not the replica
-                    logger.exception("chatglm.cpp generation failed")
-                    self._busy = False
-                    ticket.emit(e if isinstance(e, XinferenceError)
-                                else XinferenceError(f"chatglm.cpp failed: {e}"))
-                else:
-                    # free before the last delta goes out: whoever reads it sees the slot free
-                    self._busy = False
-                    if last is not None:
-                        last()
+    def _step(self) -> None:
+        for ticket in self.queue.take(1):
+            self._current = ticket
+            try:
+                last = self._serve(ticket)
+            except Exception as e:  # noqa: BLE001 - the request fails, not the replica
+                logger.exception("chatglm.cpp generation failed")
+                self._fail_running(e if isinstance(e, XinferenceError)
+                                   else XinferenceError(f"chatglm.cpp failed: {e}"))
+                continue
+            if last is None and self._stopping:
+                return  # stop() fails it
+            # free before the last delta goes out: whoever reads it sees the slot free
+            self._current = None
+            if last is not None:
+                last()
 
     def _serve(self, ticket: Ticket) -> Optional[Callable[[], None]]:
         """Generates; returns what sends the last delta (None: the client left)."""

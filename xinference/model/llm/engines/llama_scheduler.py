@@ -16,19 +16,16 @@ conversation re-sends the whole history and finds it already evaluated.
 """
 
 import logging
-import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
-from .admission import Ticket, WaitQueue, load_figures
+from .admission import SchedulerThread, Ticket
 from .llama_sampling import build_sampler
 from .text_stream import TextStream, paced_interval
 
 logger = logging.getLogger(__name__)
-
-# Upper bound of the load-scaled streaming interval (see LlamaScheduler._pace).
 
 
 class _Seq:
@@ -64,7 +61,9 @@ def common_prefix(a: List[int], b: List[int]) -> int:
     return i
 
 
-class LlamaScheduler:
+class LlamaScheduler(SchedulerThread):
+    engine = "llama.cpp"
+
     def __init__(
         self,
         lib: Any,
@@ -92,30 +91,13 @@ class LlamaScheduler:
         self._piece = piece
         self._slots = [_Slot(i) for i in range(n_parallel)]
         self._batch = lib.llama_batch_init(n_batch, 0, 1)
-        self._cond = threading.Condition()
-        self._stopping = False
-        self.queue = WaitQueue(max_queue, queue_timeout_s, self._free_slots, self._wake)
-        self._thread = threading.Thread(target=self._run, name="llama-scheduler", daemon=True)
-        self._thread.start()
+        super().__init__(n_parallel, max_queue, queue_timeout_s)
+        self.start()
 
     # -- event-loop side ---------------------------------------------------------
 
-    def stats(self) -> Dict[str, int]:
-        return load_figures(len(self._slots), self._busy(), self.queue)
-
     def stop(self) -> None:
-        """Ends the thread; running and waiting requests get an error. Blocking."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join()
-        gone = XinferenceError("The model is shutting down.")
-        for ticket in self.queue.drain():
-            ticket.emit(gone)
-        for slot in self._slots:
-            if slot.seq is not None:
-                slot.seq.ticket.emit(gone)
-                self._release(slot)
+        super().stop()
         self._lib.llama_batch_free(self._batch)
 
     def _pace(self) -> float:
@@ -124,32 +106,12 @@ class LlamaScheduler:
     def _busy(self) -> int:
         return sum(1 for s in self._slots if s.seq is not None)
 
-    def _free_slots(self) -> int:
-        return len(self._slots) - self._busy()
-
-    def _wake(self) -> None:
-        with self._cond:
-            self._cond.notify()
-
     # -- scheduler thread ----------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and not self._has_work():
-                    self._cond.wait()
-                if self._stopping:
-                    return
-            try:
-                self._drop_cancelled()
-                self._admit()
-                self._step()
-            except Exception as e:  # noqa: BLE001 - never let the thread die silently
-                logger.exception("llama.cpp scheduler step failed")
-                self._fail_all(e)
-
-    def _has_work(self) -> bool:
-        return self._busy() > 0 or len(self.queue) > 0
+    def _step(self) -> None:
+        self._drop_cancelled()
+        self._admit()
+        self._decode()
 
     def _drop_cancelled(self) -> None:
         for slot in self._slots:
@@ -195,7 +157,7 @@ class LlamaScheduler:
         text = TextStream(ticket.emit, params.stop, self._pace)
         slot.seq = _Seq(ticket, prompt, params, sampler, text, keep)
 
-    def _step(self) -> None:
+    def _decode(self) -> None:
         lib = self._lib
         batch = self._batch
         n = 0
@@ -304,8 +266,7 @@ class LlamaScheduler:
         self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
         slot.tokens.clear()
 
-    def _fail_all(self, e: Exception) -> None:
-        err = e if isinstance(e, XinferenceError) else XinferenceError(f"llama.cpp failed: {e}")
+    def _fail_running(self, err: XinferenceError) -> None:
         for slot in self._slots:
             self._forget(slot)
             if slot.seq is not None:

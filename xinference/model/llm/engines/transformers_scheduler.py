@@ -15,7 +15,6 @@ shared `TextStream` (stop strings, coalescing).
 """
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set
 
@@ -23,7 +22,7 @@ import torch
 
 from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
-from .admission import Ticket, WaitQueue, load_figures
+from .admission import SchedulerThread, Ticket
 from .detokenize import Detokenizer
 from .slot_cache import SlotCache, SlotKV
 from .text_stream import TextStream, paced_interval
@@ -55,7 +54,9 @@ class _Prefill:
     offset: int = 0  # prompt tokens already evaluated (chunked prefill)
 
 
-class TransformersScheduler:
+class TransformersScheduler(SchedulerThread):
+    engine = "Transformers"
+
     def __init__(
         self,
         model: Any,
@@ -76,7 +77,6 @@ class TransformersScheduler:
         self._tok = tokenizer
         self._n_layers = n_layers
         self._device = device
-        self.max_num_seqs = max_num_seqs
         self._chunk = prefill_chunk
         self._stream_interval = stream_interval
         self._eos = eos_ids
@@ -87,53 +87,33 @@ class TransformersScheduler:
         self._running: List[_Seq] = []
         self._pending: List[_Seq] = []  # admitted, not yet prefilling
         self._prefill: Optional[_Prefill] = None
-        self._cond = threading.Condition()
-        self._stopped = False
-        self.queue = WaitQueue(max_queue, queue_timeout_s, self._free_slots, self._wake)
-        self._thread = threading.Thread(target=self._loop, name="transformers-scheduler", daemon=True)
-        self._thread.start()
+        super().__init__(max_num_seqs, max_queue, queue_timeout_s)
+        self.start()
 
     # ---- event-loop side -------------------------------------------------------------
 
     def _busy(self) -> int:
         return len(self._running) + len(self._pending) + (len(self._prefill.seqs) if self._prefill else 0)
 
-    def _free_slots(self) -> int:
-        return max(0, self.max_num_seqs - self._busy())
-
-    def _wake(self) -> None:
-        with self._cond:
-            self._cond.notify()
-
     def stats(self) -> Dict[str, Any]:
-        return {**load_figures(self.max_num_seqs, self._busy(), self.queue),
-                "kv_cache_bytes": self._kv.nbytes()}
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        self._thread.join()
-        for ticket in self.queue.drain():
-            ticket.emit(XinferenceError("The model is shutting down."))
+        return {**super().stats(), "kv_cache_bytes": self._kv.nbytes()}
 
     # ---- scheduler thread -----------------------------------------------------------
 
-    def _loop(self) -> None:
-        with torch.inference_mode():
-            while True:
-                with self._cond:
-                    while not self._stopped and not (self._busy() or len(self.queue)):
-                        self._cond.wait()
-                    if self._stopped:
-                        break
-                self._step()
+    def _fail_running(self, err: XinferenceError) -> None:
         for seq in self._all():
-            seq.ticket.emit(XinferenceError("The model is shutting down."))
+            seq.ticket.emit(err)
+        self._running, self._pending, self._prefill = [], [], None
+        self._reset_kv()
+
+    def _reset_kv(self) -> None:
+        self._kv = SlotKV(self.slots, self._n_layers)
+        self._cache = SlotCache(self._kv)
 
     def _all(self) -> List[_Seq]:
         return self._running + self._pending + (self._prefill.seqs if self._prefill else [])
 
+    @torch.inference_mode()
     def _step(self) -> None:
         self._drop_cancelled()
         for ticket in self.queue.take(self._free_slots()):
@@ -157,8 +137,7 @@ class TransformersScheduler:
                 for seq in self._running:
                     seq.ticket.emit(e)
                 self._running = []
-                self._kv = SlotKV(self.max_num_seqs, self._n_layers)
-                self._cache = SlotCache(self._kv)
+                self._reset_kv()
 
     def _new_seq(self, ticket: Ticket) -> _Seq:
         prompt, params = ticket.request

@@ -1,0 +1,78 @@
+"""The scheduler thread the llama.cpp, Transformers and chatglm.cpp engines share: it
+sleeps without work, a step that raises fails the running requests but not the thread,
+and stop() fails running and waiting requests instead of leaving them hanging."""
+
+import asyncio
+import threading
+from typing import List
+
+import pytest
+
+from xinference.errors import XinferenceError
+from xinference.model.llm.engines.admission import SchedulerThread, Ticket
+from xinference.types import GenerationDelta
+
+
+class _Toy(SchedulerThread):
+    """One slot; a request "fail" raises in the step, "hold" runs until released."""
+
+    engine = "toy"
+
+    def __init__(self) -> None:
+        self.running: List[Ticket] = []
+        self.release = threading.Event()
+        self.steps = 0
+        super().__init__(1, max_queue=4, queue_timeout_s=10)
+        self.start()
+
+    def _busy(self) -> int:
+        return len(self.running)
+
+    def _step(self) -> None:
+        self.steps += 1
+        self.running += self.queue.take(self._free_slots())
+        for ticket in list(self.running):
+            if ticket.request == "fail":
+                raise RuntimeError("boom")
+            if ticket.request == "hold" and not self.release.wait(0.01):
+                continue
+            self.running.remove(ticket)
+            ticket.emit(GenerationDelta(text="ok", finish_reason="stop"))
+
+    def _fail_running(self, err: XinferenceError) -> None:
+        for ticket in self.running:
+            ticket.emit(err)
+        self.running = []
+
+
+async def _answer(sched: _Toy, request: str) -> str:
+    ticket = Ticket(asyncio.get_running_loop(), request)
+    return "".join([d.text async for d in sched.queue.serve(ticket)])
+
+
+async def test_a_failing_step_fails_its_request_and_the_thread_serves_on():
+    sched = _Toy()
+    try:
+        with pytest.raises(XinferenceError, match="toy failed: boom"):
+            await _answer(sched, "fail")
+        assert await _answer(sched, "fine") == "ok"
+        assert sched.stats()["slots_busy"] == 0
+        steps = sched.steps
+        await asyncio.sleep(0.2)
+        assert sched.steps == steps  # idle: no busy loop
+    finally:
+        await asyncio.to_thread(sched.stop)
+
+
+async def test_stop_fails_the_running_and_the_waiting_request():
+    sched = _Toy()
+    running = asyncio.ensure_future(_answer(sched, "hold"))
+    while not sched.running:
+        await asyncio.sleep(0.01)
+    waiting = asyncio.ensure_future(_answer(sched, "after"))
+    while not len(sched.queue):
+        await asyncio.sleep(0.01)
+    await asyncio.to_thread(sched.stop)
+    for task in (running, waiting):
+        with pytest.raises(XinferenceError, match="shutting down"):
+            await asyncio.wait_for(task, 5)
