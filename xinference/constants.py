@@ -53,6 +53,16 @@ MAX_CHAT_MESSAGES = _positive_int_env("XINFERENCE_MAX_CHAT_MESSAGES", 10_000)
 # Characters of one stop sequence; every one is matched against each new piece of text.
 MAX_STOP_CHARS = _positive_int_env("XINFERENCE_MAX_STOP_CHARS", 256)
 
+# A replica whose process dies is relaunched (on its worker, or another if that one is
+# gone) after 1, 2, 4 ... s, at most MAX_RESTARTS times within RESTART_WINDOW_S seconds;
+# past that it stays down and the model serves from its other replicas.
+# A REST server asks the supervisor again for a model's replicas at most this often
+# (on the model's next request): replicas relaunched, added or removed come into use.
+ROUTE_TTL_S = 2.0
+MAX_RESTARTS = int(os.environ.get("XINFERENCE_MAX_RESTARTS", "3"))
+RESTART_WINDOW_S = float(os.environ.get("XINFERENCE_RESTART_WINDOW_S", "600"))
+
+
 def trust_remote_code_allowed() -> bool:
     """Whether model code shipped in a weights folder (transformers' trust_remote_code)
     may run in this worker's replicas. A setting of the worker's machine, never of a

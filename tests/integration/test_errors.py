@@ -207,9 +207,11 @@ def test_request_limits_429(api):
         requests.delete(api + "/v1/models/limited")
 
 
-def test_crashed_replica_is_noticed_and_reported(api, local):
-    """kill -9 of a replica process (as an engine segfault would): the worker notices,
-    the model leaves the listing with the reason, and the cluster keeps working."""
+def test_crashed_replica_is_relaunched_and_its_model_serves_again(api, local):
+    """kill -9 of a replica process (as an engine segfault would): the open stream ends
+    with an error event, the worker notices, the supervisor relaunches the replica;
+    meanwhile the model (its only replica gone) answers 503 with Retry-After, never a
+    hang or a 500; the crash and relaunch are its events."""
     before = {p.pid for p in _replica_processes(local)}
     r = requests.post(api + "/v1/models", json={"model_name": "gemma-3", "model_uid": "crashy", "n_ctx": 256})
     assert r.status_code == 200, r.text
@@ -221,11 +223,26 @@ def test_crashed_replica_is_noticed_and_reported(api, local):
     psutil.Process(pid).kill()
     rest = [line for line in lines if line.startswith(b"data: ")]
     assert rest and b'"error"' in rest[-1], "the open stream ends with an error event"
-    wait_until(lambda: requests.get(api + "/v1/models/crashy").status_code == 404, 10, what="model dropped")
-    detail = requests.get(api + "/v1/models/crashy").json()["detail"]
-    assert "ended unexpectedly" in detail
-    assert "crashy" not in [m["id"] for m in requests.get(api + "/v1/models").json()["data"]]
-    # the uid is free again and the gemma replica never noticed
+    body = {"model": "crashy", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
+    codes = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = requests.post(api + "/v1/chat/completions", json=body, timeout=30)
+        codes.add(r.status_code)
+        if r.status_code == 503:
+            assert r.headers.get("Retry-After") and r.json()["error"]["type"] == "service_unavailable"
+        if r.status_code == 200 and 503 in codes:
+            break
+        time.sleep(0.1)
+    assert codes <= {200, 503} and 503 in codes and r.status_code == 200, codes
+    desc = requests.get(api + "/v1/models/crashy").json()
+    assert desc["status"] == "READY" and desc["restarts"] == 1 and "ended unexpectedly" in desc["last_error"]
+    events = requests.get(api + "/v1/models/crashy/events").json()["data"]
+    assert [e["kind"] for e in events] == ["crashed", "relaunching", "relaunched"], events
+    (fresh,) = {p.pid for p in _replica_processes(local)} - before
+    assert fresh != pid
+    assert requests.delete(api + "/v1/models/crashy").status_code == 200
+    # the gemma replica never noticed
     ok = requests.post(api + "/v1/chat/completions", json={
         "model": GEMMA_UID, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2})
     assert ok.status_code == 200

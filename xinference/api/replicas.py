@@ -1,8 +1,10 @@
 """Finds a model's replicas once, then sends each request to the least busy one.
 
 The supervisor is asked where a model lives only on a cache miss; afterwards the
-REST process talks to the ModelActors directly. A replica that fails to answer
-drops the cached entry so the next request asks again.
+REST process talks to the ModelActors directly. A replica that cannot be reached
+(its process or worker gone) is marked down and the request goes to another replica
+at once (`open`, `call`: the one failover path of every endpoint); a background check
+asks the supervisor again until the replica answers or is gone from the model.
 
 A request's `model` may be a model uid, a LoRA adapter's name or a model name: each
 string is resolved once to (model uid, adapter), and every string that resolves to
@@ -10,25 +12,58 @@ one model shares that model's replicas, in-flight counts and request limit.
 """
 
 import asyncio
+import logging
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Dict, List, NamedTuple, Optional, Tuple
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+)
 
 import xoscar as xo
+from xoscar.backends.message import _AsCauseBase
 from xoscar.errors import ActorNotExist, ServerClosed
 
+from ..constants import ROUTE_TTL_S
 from ..core.placement import pick_replica
-from ..errors import TooManyRequestsError
+from ..errors import ModelNotFoundError, ModelNotReadyError, TooManyRequestsError
 from .inflight import current
 
-# What a replica whose process or worker went away raises.
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# What calling a replica whose process or worker went away raises here.
 CONNECTION_ERRORS = (ServerClosed, ConnectionError, ActorNotExist, OSError)
+# Replicas one request tries before it gives up (each failure is quick: refused or closed).
+MAX_ATTEMPTS = 4
+# Seconds between checks of a replica marked down (growing to the last).
+RECHECK_DELAYS = (0.5, 1.0, 2.0, 4.0)
 # What a replica reports about its load (LLMEngine.stats, DynamicBatcher.stats); summed over replicas.
 LOAD_KEYS = ("slots_total", "slots_busy", "slots_free", "queue_length",
              "batches", "batched_requests")
 # What a replica reports about how its engine runs the model (the same on every replica).
 ENGINE_KEYS = ("device", "dtype", "packed", "batching")
 LOAD_TIMEOUT_S = 2.0
+
+
+def unreachable(e: BaseException) -> bool:
+    """Whether `e` says the replica could not be reached (its process or worker gone,
+    or its actor destroyed), as opposed to an error its engine raised and sent back:
+    xoscar marks those (an engine's own FileNotFoundError is not a lost replica)."""
+    if isinstance(e, (ServerClosed, ActorNotExist)):
+        return True
+    return isinstance(e, OSError) and not isinstance(e, _AsCauseBase)
 
 
 @dataclass
@@ -38,6 +73,7 @@ class Replica:
     ref: Any
     inflight: int = 0
     served: int = 0
+    down: bool = False  # could not be reached; skipped until a check finds it again
 
 
 @dataclass
@@ -48,6 +84,8 @@ class ModelRoute:
     lora_names: List[str] = field(default_factory=list)  # the model's LoRA adapters
     cursor: int = 0
     inflight: int = field(default=0)
+    fetched: float = field(default_factory=time.monotonic)
+    refreshing: bool = False
 
 
 class Lease(NamedTuple):
@@ -67,6 +105,14 @@ class ReplicaRouter:
         # model uid -> its replicas
         self._routes: Dict[str, ModelRoute] = {}
         self._lock = asyncio.Lock()
+        self._checks: Dict[str, asyncio.Task] = {}  # model uid -> its replicas' recheck
+        self._tasks: Set[asyncio.Task] = set()  # held so that they are not collected
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def _cached(self, model: str) -> Optional[Tuple[ModelRoute, Optional[str]]]:
         name = self._names.get(model)
@@ -76,6 +122,10 @@ class ReplicaRouter:
     async def _route(self, model: str) -> Tuple[ModelRoute, Optional[str]]:
         found = self._cached(model)
         if found is not None:
+            route = found[0]
+            if not route.refreshing and time.monotonic() - route.fetched > ROUTE_TTL_S:
+                route.refreshing = True
+                self._spawn(self._refresh_quietly(route))
             return found
         async with self._lock:
             found = self._cached(model)
@@ -83,16 +133,49 @@ class ReplicaRouter:
                 where = await self._supervisor.locate(model)
                 uid = where["model_uid"]
                 if uid not in self._routes:
-                    replicas = [
-                        Replica(r["replica_uid"], r["address"],
-                                await xo.actor_ref(r["address"], r["replica_uid"]))
-                        for r in where["replicas"]
-                    ]
-                    self._routes[uid] = ModelRoute(uid, replicas, where["request_limits"],
-                                                   list(where.get("lora_names") or []))
+                    route = ModelRoute(uid, await _replicas(where, []), where["request_limits"],
+                                       list(where.get("lora_names") or []))
+                    self._routes[uid] = route
+                    if any(r.down for r in route.replicas):
+                        self._watch(route)
                 self._names[model] = (uid, where["lora_name"])
                 found = self._routes[uid], where["lora_name"]
         return found
+
+    async def _refresh(self, route: ModelRoute) -> None:
+        """Asks the supervisor where the model's replicas are now; a replica it still
+        lists keeps its counts and its down mark, a new one (relaunched) comes in up."""
+        where = await self._supervisor.locate(route.model_uid)
+        route.replicas = await _replicas(where, route.replicas)
+        route.request_limits = where["request_limits"]
+        route.fetched = time.monotonic()
+        if any(r.down for r in route.replicas):
+            self._watch(route)
+
+    async def _refresh_quietly(self, route: ModelRoute) -> None:
+        try:
+            await self._refresh(route)
+        except ModelNotFoundError:
+            if self._routes.get(route.model_uid) is route:
+                self.invalidate(route.model_uid)
+        except Exception as e:  # noqa: BLE001 - none ready now: the cached list serves on
+            logger.debug("refreshing %s: %s", route.model_uid, e)
+        finally:
+            route.refreshing = False
+            route.fetched = time.monotonic()
+
+    async def refresh(self, model: str) -> None:
+        """Asks the supervisor for the model's replicas now (after scaling it)."""
+        name = self._names.get(model, (model, None))[0]
+        route = self._routes.get(name)
+        if route is not None:
+            await self._refresh_quietly(route)
+
+    def exclude(self, model: str, replica_uid: str) -> None:
+        """Sends no new request to that replica (it is being removed)."""
+        route = self._routes.get(self._names.get(model, (model, None))[0])
+        if route is not None:
+            route.replicas = [r for r in route.replicas if r.replica_uid != replica_uid] or route.replicas
 
     async def stats(self, model: str) -> List[Dict[str, Any]]:
         """What this REST server sent to each ready replica since it found them, and
@@ -101,7 +184,7 @@ class ReplicaRouter:
         loads = await asyncio.gather(*(self._load(r) for r in route.replicas))
         return [
             {"replica_uid": r.replica_uid, "address": r.address, "inflight": r.inflight,
-             "served": r.served, **load}
+             "served": r.served, **({"down": True} if r.down else {}), **load}
             for r, load in zip(route.replicas, loads)
         ]
 
@@ -120,6 +203,8 @@ class ReplicaRouter:
 
     @staticmethod
     async def _load(replica: Replica) -> Dict[str, Any]:
+        if replica.down:
+            return {}
         try:
             # xo.wait_for: a hung replica process would never answer asyncio's cancel
             desc = await xo.wait_for(replica.ref.describe(), LOAD_TIMEOUT_S)
@@ -134,14 +219,20 @@ class ReplicaRouter:
         self._names.pop(model, None)
         for name in [n for n, (u, _) in self._names.items() if u == uid]:
             del self._names[name]
+        check = self._checks.pop(uid, None)
+        if check is not None:
+            check.cancel()
 
     def forget_names(self) -> None:
         """Resolves every name again on next use (a launch may have made a model name
         ambiguous); routes and their in-flight counts stay."""
         self._names.clear()
 
-    @asynccontextmanager
-    async def acquire(self, model: str) -> AsyncIterator[Lease]:
+    # ---- leasing a replica -----------------------------------------------------------
+
+    async def lease(self, model: str, avoid: Collection[str] = ()) -> Lease:
+        """Holds a place on the least busy reachable replica of `model` (not one in
+        `avoid`); `release` gives it back."""
         route, lora_name = await self._route(model)
         req = current()
         if req is not None:
@@ -151,17 +242,137 @@ class ReplicaRouter:
                 f"Model {route.model_uid} is serving {route.inflight} requests, its limit "
                 f"(request_limits={route.request_limits}); retry later."
             )
-        i = pick_replica([r.inflight for r in route.replicas], route.cursor)
-        route.cursor = (i + 1) % len(route.replicas)
-        replica = route.replicas[i]
+        up = [r for r in route.replicas if not r.down and r.replica_uid not in avoid]
+        if not up:
+            # The supervisor may know of replicas this server has not seen (relaunched).
+            try:
+                await self._refresh(route)
+            except ModelNotFoundError:
+                self.invalidate(model)
+                raise
+            up = [r for r in route.replicas if not r.down and r.replica_uid not in avoid]
+            if not up:
+                raise ModelNotReadyError(
+                    f"No replica of {route.model_uid} can be reached now; retry shortly.",
+                    param="model")
+        i = pick_replica([r.inflight for r in up], route.cursor % len(up))
+        route.cursor = (route.cursor + 1) % max(1, len(route.replicas))
+        replica = up[i]
         replica.inflight += 1
         route.inflight += 1
+        return Lease(replica, route, lora_name)
+
+    @staticmethod
+    def release(lease: Lease) -> None:
+        lease.replica.inflight -= 1
+        lease.replica.served += 1
+        lease.route.inflight -= 1
+
+    @asynccontextmanager
+    async def acquire(self, model: str) -> AsyncIterator[Lease]:
+        """A lease for the block's duration, without failover (what `open` builds on)."""
+        lease = await self.lease(model)
         try:
-            yield Lease(replica, route, lora_name)
-        except CONNECTION_ERRORS:
-            self.invalidate(model)
+            yield lease
+        except BaseException as e:
+            if unreachable(e):
+                self.mark_down(lease, e)
             raise
         finally:
-            replica.inflight -= 1
-            replica.served += 1
-            route.inflight -= 1
+            self.release(lease)
+
+    async def open(self, model: str, start: Callable[[Lease], Awaitable[T]]) -> Tuple[Lease, T]:
+        """Runs `start` on a replica of `model`; if that replica cannot be reached, marks
+        it down and runs `start` on another at once. Returns what `start` returned with
+        the lease still held: the caller releases it."""
+        tried: Set[str] = set()
+        while True:
+            lease = await self.lease(model, tried)
+            try:
+                return lease, await start(lease)
+            except BaseException as e:  # cancellation included: nothing stays held
+                self.release(lease)
+                if not unreachable(e):
+                    raise
+                self.mark_down(lease, e)
+                tried.add(lease.replica.replica_uid)
+                if len(tried) >= MAX_ATTEMPTS:
+                    raise ModelNotReadyError(
+                        f"No replica of {lease.route.model_uid} answered; retry shortly.",
+                        param="model") from None
+
+    async def call(self, model: str, fn: Callable[[Lease], Awaitable[T]]) -> T:
+        """`open`, releasing the replica when `fn` is done."""
+        lease, out = await self.open(model, fn)
+        self.release(lease)
+        return out
+
+    # ---- replicas that could not be reached -------------------------------------------
+
+    def mark_down(self, lease: Lease, error: BaseException) -> None:
+        """Skips the lease's replica until a check finds it answering again."""
+        replica, route = lease.replica, lease.route
+        if replica.down:
+            return
+        replica.down = True
+        logger.warning("replica %s of %s cannot be reached (%s: %s); trying the others",
+                       replica.replica_uid, route.model_uid, type(error).__name__, error)
+        self._watch(route)
+
+    def _watch(self, route: ModelRoute) -> None:
+        """Starts the route's recheck unless it runs."""
+        uid = route.model_uid
+        if uid not in self._checks and self._routes.get(uid) is route:
+            task = self._spawn(self._recheck(route))
+            self._checks[uid] = task
+            task.add_done_callback(lambda t: self._checks.pop(uid, None) if self._checks.get(uid) is t else None)
+
+    async def _recheck(self, route: ModelRoute) -> None:
+        """Until no replica of the route is down: asks the supervisor which replicas the
+        model has (one whose worker was lost goes) and whether a down one answers."""
+        n = 0
+        while any(r.down for r in route.replicas) and self._routes.get(route.model_uid) is route:
+            await asyncio.sleep(RECHECK_DELAYS[min(n, len(RECHECK_DELAYS) - 1)])
+            n += 1
+            try:
+                await self._refresh(route)
+            except ModelNotFoundError:
+                self.invalidate(route.model_uid)
+                return
+            except Exception as e:  # noqa: BLE001 - none ready, or the supervisor busy: later
+                logger.debug("recheck of %s: %s", route.model_uid, e)
+                continue
+            for replica in [r for r in route.replicas if r.down]:
+                if replica.ref is None and not await _connect(replica):
+                    continue
+                try:
+                    await xo.wait_for(replica.ref.describe(), LOAD_TIMEOUT_S)
+                except (asyncio.TimeoutError, *CONNECTION_ERRORS):
+                    continue
+                replica.down = False
+                logger.info("replica %s of %s answers again", replica.replica_uid, route.model_uid)
+
+
+async def _replicas(where: Dict[str, Any], known: List[Replica]) -> List[Replica]:
+    """The replicas `locate` listed, reusing `known` ones (their counts, their marks). One
+    whose process cannot even be connected to comes in down, for the recheck."""
+    by_uid = {r.replica_uid: r for r in known}
+    out = []
+    for r in where["replicas"]:
+        old = by_uid.get(r["replica_uid"])
+        if old is not None and old.address == r["address"] and old.ref is not None:
+            out.append(old)
+            continue
+        replica = Replica(r["replica_uid"], r["address"], None)
+        await _connect(replica)
+        out.append(replica)
+    return out
+
+
+async def _connect(replica: Replica) -> bool:
+    try:
+        replica.ref = await xo.actor_ref(replica.address, replica.replica_uid)
+    except CONNECTION_ERRORS:
+        replica.down = True
+        return False
+    return True

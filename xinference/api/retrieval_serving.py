@@ -6,11 +6,11 @@ from typing import Any, Dict, List
 
 from fastapi import Request
 
-from ..errors import InvalidRequestError, ModelNotReadyError
+from ..errors import InvalidRequestError
 from .coalesce import CallCoalescer
 from .inflight import note_usage
 from .protocol.retrieval import EmbeddingRequest, RerankRequest
-from .replicas import CONNECTION_ERRORS, ReplicaRouter
+from .replicas import Lease, ReplicaRouter
 from .serving import _unless_disconnected
 
 
@@ -20,16 +20,12 @@ class RetrievalServing:
         self._embeds = CallCoalescer("embed_many")
 
     async def _call(self, model: str, method: str, *args: Any) -> Dict[str, Any]:
-        for attempt in range(3):
-            try:
-                async with self.router.acquire(model) as lease:
-                    if method == "embed":
-                        return await self._embeds.call(lease.replica, *args)
-                    return await getattr(lease.replica.ref, method)(*args)
-            except CONNECTION_ERRORS:
-                if attempt == 2:
-                    raise ModelNotReadyError(f"No replica of {model} answered; retry shortly.")
-        raise AssertionError("unreachable")
+        async def one(lease: Lease) -> Dict[str, Any]:
+            if method == "embed":
+                return await self._embeds.call(lease.replica, *args)
+            return await getattr(lease.replica.ref, method)(*args)
+
+        return await self.router.call(model, one)
 
     async def embeddings(self, req: EmbeddingRequest, http: Request) -> Dict[str, Any]:
         try:

@@ -28,11 +28,11 @@ from typing import (
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..errors import InvalidRequestError, ModelNotReadyError, XinferenceError
+from ..errors import InvalidRequestError, XinferenceError
 from .errors import ClientGone, error_body, unexpected
 from .inflight import abortable, current, use_request_id
 from .protocol.openai import ChatCompletionRequest, CompletionRequest, SamplingRequest
-from .replicas import CONNECTION_ERRORS, Lease, ReplicaRouter
+from .replicas import CONNECTION_ERRORS, Lease, ReplicaRouter, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +172,10 @@ class Generation:
     to last delta.
     """
 
-    def __init__(self, acquired: Any, it: Any, first: Optional[Dict[str, Any]], started_ns: int):
-        self._acquired = acquired
+    def __init__(self, router: ReplicaRouter, lease: Lease, it: Any,
+                 first: Optional[Dict[str, Any]], started_ns: int):
+        self._router = router
+        self._lease = lease
         self._it = it
         self.first = first
         self.last = first
@@ -201,6 +203,10 @@ class Generation:
                 delta = await self._next()
             except StopAsyncIteration:
                 return
+            except Exception as e:
+                if unreachable(e):  # the stream ends with an error frame; others skip it
+                    self._router.mark_down(self._lease, e)
+                raise
             self.last, self.last_ns = delta, time.perf_counter_ns()
             yield delta
 
@@ -234,7 +240,7 @@ class Generation:
         try:
             await _release(self._it)
         finally:
-            await self._acquired.__aexit__(None, None, None)
+            self._router.release(self._lease)
 
 
 def stream_response(gen: Generation, frames: AsyncGenerator[str, None],
@@ -278,8 +284,8 @@ class LLMServing:
         """Starts `job` on a replica; gives up (and frees the replica) if the client
         leaves first. The caller must `close()` what it gets."""
         started = time.perf_counter_ns()
-        acquired, it, first = await _unless_disconnected(http, self._open_stream(job.model, job.args()))
-        return Generation(acquired, it, first, started)
+        lease, (it, first) = await _unless_disconnected(http, self._open_stream(job.model, job.args()))
+        return Generation(self.router, lease, it, first, started)
 
     async def collect(self, job: GenerationJob, http: Request) -> "tuple[Dict[str, Any], Generation]":
         """The whole answer, read as a stream so that its deltas are timed; returns it
@@ -292,7 +298,9 @@ class LLMServing:
 
     async def complete(self, job: GenerationJob) -> Dict[str, Any]:
         """The whole answer in one call to a replica (no timings)."""
-        result = await self._call_with_retry(job.model, job.args())
+        args = job.args()
+        result = await self.router.call(
+            job.model, lambda lease: lease.replica.ref.complete(*_for_adapter(args, job.model, lease)))
         req = current()
         if req is not None:
             req.delta(result)
@@ -314,42 +322,23 @@ class LLMServing:
         frames = self._sse_frames(shape, req, job, gen, rid, created)
         return stream_response(gen, frames, _sse_error, "text/event-stream")
 
-    async def _call_with_retry(self, model: str, args: tuple) -> Dict[str, Any]:
-        # A replica that vanished since we cached it: ask the supervisor again, once
-        # per replica we might have tried.
-        for attempt in range(3):
-            try:
-                async with self.router.acquire(model) as lease:
-                    return await lease.replica.ref.complete(*_for_adapter(args, model, lease))
-            except CONNECTION_ERRORS:
-                if attempt == 2:
-                    raise ModelNotReadyError(f"No replica of {model} answered; retry shortly.")
-        raise AssertionError("unreachable")
-
-    async def _open_stream(self, model: str, args: tuple) -> "tuple[Any, Any, Optional[Dict[str, Any]]]":
+    async def _open_stream(self, model: str, args: tuple) -> "tuple[Lease, tuple[Any, Optional[Dict[str, Any]]]]":
         """Starts a stream on a replica and reads its first delta, so that a bad request
-        (prompt too long, bad messages) is a plain HTTP error rather than an SSE one.
-        Returns the held replica slot, the remote iterator and the first delta."""
-        for attempt in range(3):
-            acquired = self.router.acquire(model)
-            lease = await acquired.__aenter__()
-            it: Any = None
+        (prompt too long, bad messages) is a plain HTTP error rather than an SSE one, and
+        a replica lost before its first delta is replaced by another. Returns the held
+        lease, the remote iterator and the first delta."""
+
+        async def start(lease: Lease) -> "tuple[Any, Optional[Dict[str, Any]]]":
+            it = await lease.replica.ref.stream(*_for_adapter(args, model, lease))
             try:
-                it = await lease.replica.ref.stream(*_for_adapter(args, model, lease))
-                try:
-                    first = await it.__anext__()
-                except StopAsyncIteration:
-                    first = None
-                return acquired, it, first
-            except BaseException as e:  # including cancellation: release what we hold
-                if it is not None:
-                    await _release(it)
-                await acquired.__aexit__(type(e), e, e.__traceback__)
-                if not isinstance(e, CONNECTION_ERRORS):
-                    raise
-                if attempt == 2:
-                    raise ModelNotReadyError(f"No replica of {model} answered; retry shortly.")
-        raise AssertionError("unreachable")
+                return it, await it.__anext__()
+            except StopAsyncIteration:
+                return it, None
+            except BaseException:  # including cancellation: end the remote stream
+                await _release(it)
+                raise
+
+        return await self.router.open(model, start)
 
     @staticmethod
     async def _sse_frames(shape: _Shape, req: SamplingRequest, job: GenerationJob, gen: Generation,

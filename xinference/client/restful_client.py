@@ -130,6 +130,32 @@ class Client:
         check(resp, "abort request")
         return resp.json()
 
+    def add_model_replicas(self, model_uid: str, count: int = 1,
+                           worker_ip: Optional[str] = None) -> Dict[str, Any]:
+        """Starts `count` more replicas of a running model; returns once they serve
+        (`added`: their uids, `replica`: the model's count now)."""
+        resp = self._session.post(f"{self.base_url}/v1/models/{model_uid}/replicas",
+                                  json=_given(count=count, worker_ip=worker_ip), headers=self._headers)
+        check(resp, "add replicas")
+        return resp.json()
+
+    def remove_model_replica(self, model_uid: str, replica_uid: str,
+                             drain_timeout: float = 30) -> Dict[str, Any]:
+        """Stops one replica: no new request goes to it, the ones it runs may finish
+        within `drain_timeout` seconds."""
+        resp = self._session.delete(f"{self.base_url}/v1/models/{model_uid}/replicas/{replica_uid}",
+                                    params={"drain_timeout": drain_timeout}, headers=self._headers)
+        check(resp, "remove replica")
+        return resp.json()
+
+    def get_model_replicas(self, model_uid: str) -> List[Dict[str, Any]]:
+        """Per replica: requests in flight and served, slots and queue."""
+        return self._get(f"/v1/models/{model_uid}/replicas", "get model replicas")
+
+    def get_model_events(self, model_uid: str) -> List[Dict[str, Any]]:
+        """The model's history: crashed replicas, lost workers, relaunches, scaling."""
+        return self._get(f"/v1/models/{model_uid}/events", "get model events")["data"]
+
     def get_instance_info(self, model_name: str, model_uid: str) -> List[Dict[str, Any]]:
         return self._get("/v1/models/instances", "get instance info", model_name=model_name, model_uid=model_uid)
 

@@ -37,6 +37,23 @@ async def _exit_when_orphaned(period: float = 1.0) -> None:
             os._exit(1)
 
 
+def hold_boot_time() -> None:
+    """Keeps this process's idea of the machine's boot time fixed from now on.
+
+    xoscar's sub pool decides that its worker is gone, and stops itself mid-request,
+    when the worker process's creation time changes; psutil derives creation times from
+    the boot time in wall-clock seconds (/proc/stat btime), which moves whenever the
+    wall clock is stepped (NTP, a VM resumed): a one-second step stopped every replica
+    on the machine. A replica watches its worker by pid instead (_exit_when_orphaned)."""
+    import psutil
+
+    platform = getattr(psutil, "_pslinux", None)
+    if platform is None:
+        return
+    boot = platform.boot_time()
+    platform.boot_time = lambda: boot
+
+
 def _disk_bytes(path: str) -> int:
     """Bytes of a weights file, or of every file under a weights folder."""
     if os.path.isfile(path):
@@ -47,6 +64,7 @@ def _disk_bytes(path: str) -> int:
 class ModelActor(xo.StatelessActor):
     def __init__(self, replica_uid: str, plan: Dict[str, Any]):
         super().__init__()
+        hold_boot_time()
         self._replica_uid = replica_uid
         self._plan = load_plan(plan)
         self._llm: Optional[LLM] = None

@@ -4,6 +4,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from .healing import ModelEvents, RestartBudget
+
 
 @dataclass
 class WorkerRecord:
@@ -30,6 +32,12 @@ class ReplicaRecord:
     ready_since: float = 0.0  # time.monotonic() when it became ready
     context_length: Optional[int] = None
     weights_bytes: Optional[int] = None  # the size of the weights it loaded
+    restarting: bool = False  # its process died; being relaunched
+    budget: RestartBudget = field(default_factory=RestartBudget)
+
+    @property
+    def state(self) -> str:
+        return "ready" if self.ready else "restarting" if self.restarting else "starting"
 
 
 @dataclass
@@ -41,6 +49,10 @@ class ModelRecord:
     created: float = field(default_factory=time.time)
     error: Optional[str] = None
     cancelled: bool = False  # POST /v1/models/{uid}/cancel stopped the launch
+    env: Optional[Dict[str, str]] = None  # the launch's environment, for relaunches
+    worker_ip: Optional[str] = None  # the launch's worker_ip: relaunches stay there
+    launched: bool = False  # its first launch finished: from then on replicas heal
+    events: ModelEvents = field(default_factory=ModelEvents)
 
     @property
     def lora_names(self) -> List[str]:
@@ -54,6 +66,8 @@ class ModelRecord:
     def status(self) -> str:
         if self.error:
             return "ERROR"
+        if self.launched:  # serving from its ready replicas while others relaunch
+            return "READY" if any(r.ready for r in self.replicas) else "RESTARTING"
         return "READY" if self.ready else "CREATING"
 
     def describe(self) -> Dict[str, Any]:
@@ -71,9 +85,11 @@ class ModelRecord:
                     "replica_uid": r.replica_uid,
                     "worker_address": r.worker_address,
                     "ready": r.ready,
+                    "state": r.state,
                 }
                 for r in self.replicas
             ],
+            **self.events.summary(),
             "created": int(self.created),
             "weights_bytes": next((r.weights_bytes for r in self.replicas if r.weights_bytes), None),
         }

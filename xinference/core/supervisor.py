@@ -24,13 +24,15 @@ from ..model.registry import ModelRegistry
 from ..types import LoRASpec
 from .placement import WorkerView, choose_workers
 from .records import ModelRecord, ReplicaRecord, WorkerRecord
+from .replica_healing import ReplicaHealing
+from .replica_scaling import ReplicaScaling
 
 logger = logging.getLogger(__name__)
 
 SUPERVISOR_UID = "supervisor"
 
 
-class SupervisorActor(xo.StatelessActor):
+class SupervisorActor(ReplicaHealing, ReplicaScaling, xo.StatelessActor):
     def __init__(
         self, worker_timeout: float = WORKER_TIMEOUT, heartbeat_interval: float = HEARTBEAT_INTERVAL
     ):
@@ -40,6 +42,7 @@ class SupervisorActor(xo.StatelessActor):
         self._workers: Dict[str, WorkerRecord] = {}
         self._models: Dict[str, ModelRecord] = {}
         self._launches: Dict[str, asyncio.Task] = {}
+        self._healing: Dict[str, asyncio.Task] = {}  # replica uid -> its relaunch
         self._failed: Dict[str, str] = {}
         # the error a failed launch raised, for callers that report it later (Ollama's pull)
         self._launch_errors: Dict[str, XinferenceError] = {}
@@ -118,7 +121,7 @@ class SupervisorActor(xo.StatelessActor):
             for replica in list(model.replicas):
                 if (replica.worker_address == address and replica.ready
                         and replica.ready_since < settled and replica.replica_uid not in held):
-                    self._drop_replica(model, replica, f"worker {address} no longer runs it")
+                    self._replica_down(model, replica, "crashed", f"worker {address} no longer runs it")
         return True
 
     async def remove_worker(self, address: str, reason: str = "it shut down") -> None:
@@ -128,7 +131,7 @@ class SupervisorActor(xo.StatelessActor):
         for record in list(self._models.values()):
             lost = [r for r in record.replicas if r.worker_address == address]
             for replica in lost:
-                self._drop_replica(record, replica, f"worker {address} is gone ({reason})")
+                self._replica_down(record, replica, "worker_lost", f"worker {address} is gone ({reason})")
 
     async def _watch_workers(self) -> None:
         while True:
@@ -176,16 +179,7 @@ class SupervisorActor(xo.StatelessActor):
         plan = plan_model(kind, family=family, **req)
         self._check_lora_names(model_uid, getattr(plan, "lora_list", []))
         addresses = choose_workers(
-            [
-                WorkerView(
-                    w.address,
-                    self._replicas_on(w.address),
-                    int(w.status.get("memory_available", 0)),
-                    len(w.status.get("gpus", [])),
-                    bool(w.status.get("trust_remote_code", False)),
-                )
-                for w in self._workers.values()
-            ],
+            self._worker_views(),
             replica,
             worker_ip,
             n_gpu if isinstance(n_gpu, int) else 0,
@@ -198,6 +192,8 @@ class SupervisorActor(xo.StatelessActor):
             plan=plan,
             replicas=[ReplicaRecord(f"{model_uid}-{i}", addr) for i, addr in enumerate(addresses)],
             request_limits=request_limits,
+            env=env,
+            worker_ip=worker_ip,
         )
         self._models[model_uid] = record
         self._failed.pop(model_uid, None)
@@ -270,6 +266,7 @@ class SupervisorActor(xo.StatelessActor):
                 self._failed[record.model_uid] = f"its launch failed: {error}"
                 self._launch_errors[record.model_uid] = error
                 raise error
+            record.launched = True
             logger.info("model %s ready with %d replica(s)", record.model_uid, len(record.replicas))
         except asyncio.CancelledError:
             await self._undo_launch(record)
@@ -286,6 +283,18 @@ class SupervisorActor(xo.StatelessActor):
                     await worker.ref.terminate_replica(replica.replica_uid)
                 except Exception as e:
                     logger.debug("undo %s: %s", replica.replica_uid, e)
+
+    def _worker_views(self) -> List[WorkerView]:
+        return [
+            WorkerView(
+                w.address,
+                self._replicas_on(w.address),
+                int(w.status.get("memory_available", 0)),
+                len(w.status.get("gpus", [])),
+                bool(w.status.get("trust_remote_code", False)),
+            )
+            for w in self._workers.values()
+        ]
 
     def _replicas_on(self, address: str) -> int:
         return sum(
@@ -347,23 +356,12 @@ class SupervisorActor(xo.StatelessActor):
         )
         return ModelNotFoundError(message, param="model", code="model_not_found")
 
-    def _drop_replica(self, record: ModelRecord, replica: ReplicaRecord, reason: str) -> None:
-        if replica in record.replicas:
-            record.replicas.remove(replica)
-            logger.warning("replica %s removed: %s", replica.replica_uid, reason)
-        if not record.replicas:
-            self._models.pop(record.model_uid, None)
-            self._failed[record.model_uid] = f"its last replica was lost: {reason}"
-            task = self._launches.get(record.model_uid)
-            if task:
-                task.cancel()
-
     async def replica_lost(self, replica_uid: str, reason: str) -> None:
         for record in list(self._models.values()):
             for replica in list(record.replicas):
-                if replica.replica_uid == replica_uid:
+                if replica.replica_uid == replica_uid and not replica.restarting:
                     self._replica_deaths[record.model_uid] = self._replica_deaths.get(record.model_uid, 0) + 1
-                    self._drop_replica(record, replica, reason)
+                    self._replica_down(record, replica, "crashed", reason)
 
     async def replica_deaths(self) -> Dict[str, int]:
         """model uid -> how many of its replica processes died since this supervisor started."""
@@ -386,6 +384,7 @@ class SupervisorActor(xo.StatelessActor):
             except BaseException:
                 pass
         self._models.pop(model_uid, None)
+        self._stop_healing(record)
         for replica in record.replicas:
             worker = self._workers.get(replica.worker_address)
             if worker is not None:
@@ -437,9 +436,11 @@ class SupervisorActor(xo.StatelessActor):
         record, lora_name = self._resolve(model, by_name=True)
         ready = [r for r in record.replicas if r.ready and r.address]
         if not ready:
-            raise ModelNotReadyError(
-                f"Model {record.model_uid} is still loading; retry shortly.", param="model"
-            )
+            restarting = sum(r.restarting for r in record.replicas)
+            why = (f"its {restarting} replica(s) are being relaunched after a failure" if restarting
+                   else "it is still loading")
+            raise ModelNotReadyError(f"Model {record.model_uid} has no ready replica: {why}; "
+                                     "retry shortly.", param="model")
         return {
             "model_uid": record.model_uid,
             "lora_name": lora_name,

@@ -193,6 +193,6 @@ def worker_main(endpoint: str, host: str, worker_port: Optional[int], log_level:
     asyncio.run(run_worker(endpoint, host, worker_port, api_key))
 
 
-from . import commands, registry_commands  # noqa: E402,F401  register the client commands on `cli`
+from . import commands, registry_commands, replica_commands  # noqa: E402,F401  register the client commands on `cli`
 
 __all__ = ["cli", "local_main", "supervisor_main", "worker_main"]

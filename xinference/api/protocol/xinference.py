@@ -71,3 +71,13 @@ class AbortRequest(BaseModel):
     # seconds during which a request arriving with this id is aborted at once (it may
     # reach the server after the abort did); 0: no blocking
     block_duration: float = Field(default=30, ge=0, le=86400)
+
+
+class AddReplicasRequest(BaseModel):
+    """POST /v1/models/{uid}/replicas: start more replicas of a running model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    worker_ip: Optional[str] = Field(default=None, max_length=256)
+

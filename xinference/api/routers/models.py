@@ -1,14 +1,14 @@
-"""Xinference model management: launch, list, describe, terminate, catalogue."""
+"""Xinference model management: launch, list, describe, terminate, scale, catalogue."""
 
 from typing import Optional
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from ...errors import InvalidRequestError
 from ...model.launch_env import check_launch_env
 from ...model.plans import model_type_name
 from ..auth.redact import for_caller
-from ..protocol.xinference import LaunchModelRequest
+from ..protocol.xinference import AddReplicasRequest, LaunchModelRequest
 
 router = APIRouter(tags=["Models"])
 
@@ -134,6 +134,34 @@ async def cancel_launch(model_uid: str, request: Request):
 @router.get("/v1/models/{model_uid}/replicas", summary="Requests in flight and served, per replica")
 async def replicas(model_uid: str, request: Request):
     return for_caller(await request.app.state.router.stats(model_uid))
+
+
+@router.post("/v1/models/{model_uid}/replicas",
+             summary="Start more replicas of a running model; they serve once loaded")
+async def add_replicas(model_uid: str, body: AddReplicasRequest, request: Request):
+    out = await _supervisor(request).add_replicas(model_uid, body.count, body.worker_ip)
+    await request.app.state.router.refresh(model_uid)
+    return out
+
+
+@router.delete("/v1/models/{model_uid}/replicas/{replica_id}",
+               summary="Stop one replica: out of routing at once, stopped once its requests finish")
+async def remove_replica(model_uid: str, replica_id: str, request: Request,
+                         drain_timeout: float = Query(30.0, ge=0, le=3600)):
+    if len(replica_id) > 256:
+        raise InvalidRequestError("replica_id is too long.", param="replica_id")
+    router_ = request.app.state.router
+    router_.exclude(model_uid, replica_id)  # no new request goes there from now on
+    try:
+        return await _supervisor(request).remove_replica(model_uid, replica_id, drain_timeout)
+    finally:
+        await router_.refresh(model_uid)
+
+
+@router.get("/v1/models/{model_uid}/events",
+            summary="The model's history: replicas that crashed or lost their worker, relaunches")
+async def events(model_uid: str, request: Request):
+    return {"object": "list", "data": await _supervisor(request).model_events(model_uid)}
 
 
 @router.get("/v1/engines/{model_name}", summary="Engines that can run a model")
