@@ -55,7 +55,8 @@ class LocalServer:
         self.url = f"http://{HOST}:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="xinf-bench-")
         self._log = open(Path(self._tmp.name) / "server.log", "w+b")
-        env = dict(os.environ, XOSCAR_DIR=self._tmp.name, PYTHONUNBUFFERED="1")
+        # its launched models are kept in the temp dir too: a throw-away server restores nothing
+        env = dict(os.environ, XOSCAR_DIR=self._tmp.name, XINFERENCE_STATE_DIR=self._tmp.name, PYTHONUNBUFFERED="1")
         cmd = [_xinference_local(), "-H", HOST, "-p", str(self.port), "--log-level", log_level]
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(

@@ -64,7 +64,9 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 def start(args: List[str], log_dir: str, name: str, env: Optional[Dict[str, str]] = None) -> Daemon:
     log_path = os.path.join(log_dir, f"{name}.log")
-    full_env = {**os.environ, **(env or {})}
+    # What a supervisor launched is kept per test (log_dir), never across tests: a daemon
+    # of another test on the same port would otherwise bring those models back.
+    full_env = {**os.environ, "XINFERENCE_STATE_DIR": os.path.join(log_dir, "state"), **(env or {})}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [os.path.join(BIN, args[0]), *args[1:]],

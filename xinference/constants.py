@@ -6,6 +6,8 @@ from pathlib import Path
 XINFERENCE_HOME = Path(os.environ.get("XINFERENCE_HOME", Path.home() / ".xinference"))
 XINFERENCE_CACHE_DIR = XINFERENCE_HOME / "cache"
 XINFERENCE_LOG_DIR = XINFERENCE_HOME / "logs"
+# What each supervisor launched (one file per REST endpoint), for its restart.
+XINFERENCE_STATE_DIR = Path(os.environ.get("XINFERENCE_STATE_DIR", XINFERENCE_HOME / "state"))
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9997

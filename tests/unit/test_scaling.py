@@ -101,3 +101,13 @@ async def test_the_cli_and_the_client_scale_list_and_show_events(stack):
         added, rows, removed, events = await asyncio.to_thread(client_calls)
         assert added["replica"] == 2 and len(rows) == 2 and removed["replica"] == 1
         assert [e["kind"] for e in events][-2:] == ["added", "removed"]
+
+
+async def test_stop_cluster_terminates_every_model_and_keeps_an_in_process_app_up(stack):
+    assert (await stack.http.post("/v1/models", json={"model_name": "gemma-3", "model_uid": "n"})).status_code == 200
+    r = await stack.http.delete("/v1/clusters")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["result"] is True and sorted(body["models"]) == ["m", "n"] and body["workers"] == [stack.address]
+    assert (await stack.http.get("/v1/models")).json()["data"] == []
+    assert (await stack.http.get("/status")).status_code == 200

@@ -37,6 +37,9 @@ def create_app(supervisor: Any, supervisor_address: str, settings: Optional[Serv
     app.state.quotas = Quotas()
     app.state.supervisor = supervisor
     app.state.supervisor_address = supervisor_address
+    # what DELETE /v1/clusters calls once the cluster is stopped: the daemon serving this
+    # app sets it to end itself; an app served in-process (tests) stays up
+    app.state.request_exit = None
     app.state.router = ReplicaRouter(supervisor)
     app.state.serving = LLMServing(app.state.router)
     app.state.retrieval = RetrievalServing(app.state.router)

@@ -156,6 +156,13 @@ class Client:
         """The model's history: crashed replicas, lost workers, relaunches, scaling."""
         return self._get(f"/v1/models/{model_uid}/events", "get model events")["data"]
 
+    def abort_cluster(self) -> Dict[str, Any]:
+        """Stops the whole cluster: every model (a restart brings none back), every
+        worker, then the supervisor. Needs the admin permission under --auth-config."""
+        resp = self._session.delete(f"{self.base_url}/v1/clusters", headers=self._headers)
+        check(resp, "abort cluster")
+        return resp.json()
+
     def get_instance_info(self, model_name: str, model_uid: str) -> List[Dict[str, Any]]:
         return self._get("/v1/models/instances", "get instance info", model_name=model_name, model_uid=model_uid)
 

@@ -52,6 +52,8 @@ class ModelRecord:
     env: Optional[Dict[str, str]] = None  # the launch's environment, for relaunches
     worker_ip: Optional[str] = None  # the launch's worker_ip: relaunches stay there
     launched: bool = False  # its first launch finished: from then on replicas heal
+    launch_request: Optional[Dict[str, Any]] = None  # what a restarted supervisor relaunches
+    wanted: int = 0  # replicas it should have (launched, then scaled)
     events: ModelEvents = field(default_factory=ModelEvents)
 
     @property

@@ -30,12 +30,15 @@ class ReplicaHealing:
 
         def _record(self, model_uid: str) -> ModelRecord: ...
 
+        def _persist(self) -> None: ...
+
     def _drop_replica(self, record: ModelRecord, replica: ReplicaRecord, reason: str) -> None:
         if replica in record.replicas:
             record.replicas.remove(replica)
             logger.warning("replica %s removed: %s", replica.replica_uid, reason)
         if not record.replicas:
             self._models.pop(record.model_uid, None)
+            self._persist()
             self._failed[record.model_uid] = f"its last replica was lost: {reason}"
             task = self._launches.get(record.model_uid)
             if task:

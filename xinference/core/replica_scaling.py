@@ -32,6 +32,8 @@ class ReplicaScaling:
 
         def _record(self, model_uid: str) -> ModelRecord: ...
 
+        def _persist(self) -> None: ...
+
     async def add_replicas(self, model_uid: str, count: int = 1,
                            worker_ip: Optional[str] = None) -> Dict[str, Any]:
         """Starts `count` more replicas of a running model; they serve once loaded. A
@@ -80,6 +82,8 @@ class ReplicaScaling:
                 await self._stop_replica(record, replica)
             record.events.add("add_failed", None, str(errors[0]))
             raise errors[0]
+        record.wanted += count
+        self._persist()
         logger.info("model %s: %d replica(s) added", model_uid, count)
         return {"model_uid": model_uid, "added": [r.replica_uid for r in added],
                 "replica": len(record.replicas)}
@@ -98,6 +102,8 @@ class ReplicaScaling:
                 f"{replica_uid} is the last replica of {model_uid}: terminate the model instead.",
                 param="replica_id")
         await self._stop_replica(record, replica, drain_timeout)
+        record.wanted = max(1, record.wanted - 1)
+        self._persist()
         record.events.add("removed", replica_uid, "removed on request")
         logger.info("model %s: replica %s removed", model_uid, replica_uid)
         return {"model_uid": model_uid, "removed": replica_uid, "replica": len(record.replicas)}

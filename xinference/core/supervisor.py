@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
@@ -22,6 +23,8 @@ from ..model.llm.launch import engine_params
 from ..model.plans import load_plan, model_type_name, plan_model
 from ..model.registry import ModelRegistry
 from ..types import LoRASpec
+from .launched_store import LaunchedStore
+from .model_restore import ModelRestore
 from .placement import WorkerView, choose_workers
 from .records import ModelRecord, ReplicaRecord, WorkerRecord
 from .replica_healing import ReplicaHealing
@@ -32,11 +35,16 @@ logger = logging.getLogger(__name__)
 SUPERVISOR_UID = "supervisor"
 
 
-class SupervisorActor(ReplicaHealing, ReplicaScaling, xo.StatelessActor):
+class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.StatelessActor):
     def __init__(
-        self, worker_timeout: float = WORKER_TIMEOUT, heartbeat_interval: float = HEARTBEAT_INTERVAL
+        self, worker_timeout: float = WORKER_TIMEOUT, heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        store: Optional[LaunchedStore] = None, restore: bool = True,
     ):
         super().__init__()
+        # what was launched, for a restart (None: kept nowhere); restore: bring it back
+        self._store = store or LaunchedStore(None)
+        self._restore_saved = restore
+        self._restoring: Optional[asyncio.Task] = None
         self._worker_timeout = worker_timeout
         self._heartbeat_interval = heartbeat_interval
         self._workers: Dict[str, WorkerRecord] = {}
@@ -61,10 +69,15 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, xo.StatelessActor):
         if loaded:
             logger.info("loaded %d registered model(s)", loaded)
         self._watchdog = asyncio.create_task(self._watch_workers())
+        if self._restore_saved:
+            self._restoring = asyncio.create_task(self._restore())
+        else:
+            self._forget_launched()
 
     async def __pre_destroy__(self) -> None:
-        if self._watchdog:
-            self._watchdog.cancel()
+        for task in (self._watchdog, self._restoring):
+            if task:
+                task.cancel()
 
     # ---- workers -----------------------------------------------------------
 
@@ -99,11 +112,13 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, xo.StatelessActor):
                 plan=load_plan(report["plan"]),
                 replicas=[],
                 request_limits=meta.get("request_limits"),
+                launched=True,  # it ran before this supervisor started: it heals from now on
             )
             self._models[model_uid] = record
             self._failed.pop(model_uid, None)
         if all(r.replica_uid != replica.replica_uid for r in record.replicas):
             record.replicas.append(replica)
+            record.wanted = max(record.wanted, len(record.replicas))
             logger.info("adopted replica %s of %s on %s", replica.replica_uid, model_uid, worker_address)
 
     async def heartbeat(self, address: str, status: Dict[str, Any], replicas: List[str]) -> bool:
@@ -194,6 +209,8 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, xo.StatelessActor):
             request_limits=request_limits,
             env=env,
             worker_ip=worker_ip,
+            launch_request={**request, "model_uid": model_uid},
+            wanted=replica,
         )
         self._models[model_uid] = record
         self._failed.pop(model_uid, None)
@@ -267,6 +284,7 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, xo.StatelessActor):
                 self._launch_errors[record.model_uid] = error
                 raise error
             record.launched = True
+            self._persist()
             logger.info("model %s ready with %d replica(s)", record.model_uid, len(record.replicas))
         except asyncio.CancelledError:
             await self._undo_launch(record)
@@ -384,12 +402,33 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, xo.StatelessActor):
             except BaseException:
                 pass
         self._models.pop(model_uid, None)
+        self._persist()
         self._stop_healing(record)
         for replica in record.replicas:
             worker = self._workers.get(replica.worker_address)
             if worker is not None:
                 await worker.ref.terminate_replica(replica.replica_uid)
         logger.info("model %s terminated", model_uid)
+
+    async def stop_cluster(self) -> Dict[str, Any]:
+        """Terminates every model and forgets them (a restart brings none back), then
+        tells each worker on another machine or process to exit. The caller stops this
+        process."""
+        models = list(self._models)
+        for uid in models:
+            try:
+                await self.terminate_model(uid)
+            except XinferenceError as e:
+                logger.warning("stopping %s: %s", uid, e.message)
+        self._forget_launched()
+        workers = list(self._workers.values())
+        for worker in workers:
+            try:
+                await xo.wait_for(worker.ref.exit_process(os.getpid()), timeout=30)
+            except Exception as e:  # noqa: BLE001 - a worker already gone stops nothing
+                logger.warning("stopping worker %s: %s", worker.address, e)
+        logger.info("cluster stopped: %d model(s), %d worker(s)", len(models), len(workers))
+        return {"models": models, "workers": [w.address for w in workers]}
 
     async def describe_model(self, model_uid: str) -> Dict[str, Any]:
         record, lora_name = self._resolve(model_uid)

@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import os
+import signal
 from typing import Any, Dict, List, Optional, Set
 
 import xoscar as xo
@@ -13,6 +15,7 @@ from ..model.launch_env import check_launch_env
 from ..model.llm.engines import get_engine_class
 from ..model.plans import load_plan
 from ..model.remote_code import check_allowed
+from .discovery import supervisor_address_from
 from .model_actor import ModelActor
 from .placement import allocate_gpus
 from .resources import gpu_status, machine_status
@@ -56,9 +59,13 @@ class ProcessDownRelay:
 
 
 class WorkerActor(xo.StatelessActor):
-    def __init__(self, supervisor_address: str, main_pool: Any):
+    def __init__(self, supervisor_address: str, main_pool: Any, endpoint: Optional[str] = None,
+                 api_key: Optional[str] = None):
         super().__init__()
         self._supervisor_address = supervisor_address
+        # the supervisor's REST endpoint: asked for its address again when heartbeats fail
+        self._endpoint = endpoint
+        self._api_key = api_key
         self._pool = main_pool
         # replica uid -> its report: sub pool "address", and the "plan" and "model" a
         # restarted supervisor needs to adopt it again
@@ -93,6 +100,7 @@ class WorkerActor(xo.StatelessActor):
         await self._supervisor.add_worker(self.address, self._status(), list(self._replicas.values()))
 
     async def _heartbeat_loop(self) -> None:
+        failures = 0
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             try:
@@ -100,13 +108,37 @@ class WorkerActor(xo.StatelessActor):
                     self._supervisor.heartbeat(self.address, self._status(), list(self._replicas)),
                     timeout=max(HEARTBEAT_INTERVAL, 5.0),
                 )
+                failures = 0
                 if not known:
                     # The supervisor restarted or dropped us: register again.
                     await self._register()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # supervisor unreachable: keep trying
+                failures += 1
                 logger.warning("heartbeat to %s failed: %s", self._supervisor_address, e)
+                if failures >= 2:
+                    await self._find_supervisor()
+
+    async def _find_supervisor(self) -> None:
+        """Asks the REST endpoint where the supervisor is now: one restarted on another
+        internal port is joined with the replicas that kept running here."""
+        if not self._endpoint:
+            return
+        try:
+            address = await asyncio.to_thread(supervisor_address_from, self._endpoint, self._api_key, 1)
+        except SystemExit as e:  # the key was refused: nothing to retry with
+            logger.error("%s", e)
+            return
+        if address is None or address == self._supervisor_address:
+            return
+        logger.warning("the supervisor moved from %s to %s; registering there", self._supervisor_address, address)
+        self._supervisor_address = address
+        self._supervisor = await xo.actor_ref(address, "supervisor")
+        try:
+            await self._register()
+        except Exception as e:  # noqa: BLE001 - the next heartbeat tries again
+            logger.warning("registering with %s failed: %s", address, e)
 
     def _status(self) -> Dict[str, Any]:
         # trust_remote_code: the supervisor places models that need it only here if set
@@ -265,6 +297,13 @@ class WorkerActor(xo.StatelessActor):
             return False
         logger.info("removed cached %s", model_version)
         return True
+
+    async def exit_process(self, supervisor_pid: int) -> None:
+        """Stops every replica here and signs off; then this daemon exits, unless it is
+        the supervisor's own process (xinference-local), which the caller stops."""
+        await self.shutdown()
+        if os.getpid() != supervisor_pid:
+            asyncio.get_running_loop().call_later(0.2, os.kill, os.getpid(), signal.SIGTERM)
 
     async def shutdown(self) -> None:
         if self._closed:

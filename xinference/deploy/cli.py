@@ -101,6 +101,12 @@ def _trust_remote_code_option(f):
                              "Off by default: only for models you trust.")(f)
 
 
+def _restore_option(f):
+    return click.option("--no-restore", "no_restore", is_flag=True, default=False,
+                        help="Start without the models that ran before the last stop (and forget them). "
+                             "By default a restart brings them back.")(f)
+
+
 def _allow_remote_code(enabled: bool) -> None:
     # read by the worker and inherited by every model process it starts
     if enabled:
@@ -111,7 +117,7 @@ def _allow_remote_code(enabled: bool) -> None:
 
 def _run_local(host: str, port: int, log_level: str, launch: Optional[str], worker_timeout: float,
                ui: bool = True, auth: Any = None, allowed_origins: Tuple[str, ...] = (),
-               trust_remote_code: bool = False) -> None:
+               trust_remote_code: bool = False, restore: bool = True) -> None:
     from ..api.settings import ServerSettings
     from .daemons import run_local
     from .ready import announce
@@ -123,7 +129,7 @@ def _run_local(host: str, port: int, log_level: str, launch: Optional[str], work
     async def on_ready() -> None:
         await asyncio.to_thread(announce, f"http://{host}:{port}", launch, settings)
 
-    asyncio.run(run_local(settings, worker_timeout, on_ready, ui))
+    asyncio.run(run_local(settings, worker_timeout, on_ready, ui, restore))
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,15 +137,17 @@ def _run_local(host: str, port: int, log_level: str, launch: Optional[str], work
 @_ui_option
 @_rest_security_options
 @_trust_remote_code_option
+@_restore_option
 @click.version_option(version=__version__, message="%(version)s")
 @click.pass_context
 def cli(ctx: click.Context, host: str, port: int, log_level: str, ui: bool, auth: Any,
-        allowed_origins: Tuple[str, ...], trust_remote_code: bool) -> None:
+        allowed_origins: Tuple[str, ...], trust_remote_code: bool, no_restore: bool) -> None:
     """Xinference: serve LLMs behind an OpenAI-compatible API.
 
     With no command, starts a local cluster (like xinference-local)."""
     if ctx.invoked_subcommand is None:
-        _run_local(host, port, log_level, None, WORKER_TIMEOUT, ui, auth, allowed_origins, trust_remote_code)
+        _run_local(host, port, log_level, None, WORKER_TIMEOUT, ui, auth, allowed_origins, trust_remote_code,
+                   not no_restore)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,10 +159,12 @@ def cli(ctx: click.Context, host: str, port: int, log_level: str, ui: bool, auth
 @_ui_option
 @_rest_security_options
 @_trust_remote_code_option
+@_restore_option
 def local_main(host: str, port: int, log_level: str, launch: Optional[str], worker_timeout: float, ui: bool,
-               auth: Any, allowed_origins: Tuple[str, ...], trust_remote_code: bool) -> None:
+               auth: Any, allowed_origins: Tuple[str, ...], trust_remote_code: bool, no_restore: bool) -> None:
     """Start a supervisor, a worker, the REST API and the web UI on this machine."""
-    _run_local(host, port, log_level, launch, worker_timeout, ui, auth, allowed_origins, trust_remote_code)
+    _run_local(host, port, log_level, launch, worker_timeout, ui, auth, allowed_origins, trust_remote_code,
+               not no_restore)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -164,15 +174,16 @@ def local_main(host: str, port: int, log_level: str, launch: Optional[str], work
               help="Seconds without a heartbeat before a worker is dropped.")
 @_ui_option
 @_rest_security_options
+@_restore_option
 def supervisor_main(host: str, port: int, log_level: str, supervisor_port: Optional[int], worker_timeout: float,
-                    ui: bool, auth: Any, allowed_origins: Tuple[str, ...]) -> None:
+                    ui: bool, auth: Any, allowed_origins: Tuple[str, ...], no_restore: bool) -> None:
     """Start a supervisor, the REST API and the web UI; workers join with xinference-worker."""
     from ..api.settings import ServerSettings
     from .daemons import run_supervisor
 
     setup_logging(log_level)
     settings = ServerSettings(host=host, port=port, allowed_origins=allowed_origins, auth=auth)
-    asyncio.run(run_supervisor(settings, supervisor_port, worker_timeout, ui))
+    asyncio.run(run_supervisor(settings, supervisor_port, worker_timeout, ui, not no_restore))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -155,6 +155,23 @@ def terminate(endpoint, model_uid) -> None:
     click.echo(f"Model {model_uid} terminated.")
 
 
+@cli.command("stop-cluster")
+@_endpoint_option
+@click.option("-y", "--yes", is_flag=True, help="Do not ask.")
+def stop_cluster(endpoint, yes) -> None:
+    """Stop every model, every worker and the supervisor; a restart brings no model back."""
+    if not yes:
+        click.confirm(f"Stop the cluster at {endpoint or 'the default endpoint'} and every model it runs?",
+                      abort=True)
+    try:
+        with _client(endpoint) as client:
+            out = client.abort_cluster()
+    except RuntimeError as e:
+        _fail(e)
+    click.echo(f"Stopped {len(out['models'])} model(s) and {len(out['workers'])} worker(s); "
+               "the supervisor exits now.")
+
+
 @cli.command()
 @_endpoint_option
 @click.option("-t", "--model-type", default="LLM", show_default=True)

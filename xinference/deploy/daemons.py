@@ -13,13 +13,14 @@ import socket
 from contextlib import nullcontext
 from typing import Any, Callable, Coroutine, Optional
 
-import requests
 import uvicorn
 import xoscar as xo
 
 from ..api.app import create_app
 from ..api.settings import ServerSettings
-from ..constants import WORKER_TIMEOUT
+from ..constants import WORKER_TIMEOUT, XINFERENCE_STATE_DIR
+from ..core.discovery import supervisor_address_from
+from ..core.launched_store import LaunchedStore
 from ..core.supervisor import SupervisorActor
 from ..core.worker import ProcessDownRelay, WorkerActor
 from .web_ui import UI_PATH, attach_ui, redirect_root, self_url
@@ -59,9 +60,11 @@ async def _create_pool(host: str, port: Optional[int]) -> "tuple[Any, ProcessDow
     return pool, relay
 
 
-async def _start_worker(pool: Any, relay: ProcessDownRelay, supervisor_address: str) -> Any:
+async def _start_worker(pool: Any, relay: ProcessDownRelay, supervisor_address: str,
+                        endpoint: Optional[str] = None, api_key: Optional[str] = None) -> Any:
     worker = await xo.create_actor(
-        WorkerActor, supervisor_address, pool, uid=WorkerActor.default_uid(), address=pool.external_address
+        WorkerActor, supervisor_address, pool, endpoint, api_key,
+        uid=WorkerActor.default_uid(), address=pool.external_address
     )
     relay.worker = worker
     return worker
@@ -72,6 +75,7 @@ async def _serve_rest(supervisor: Any, supervisor_address: str, settings: Server
                       ui: bool = True) -> None:
     host, port = settings.host, settings.port
     app = create_app(supervisor, supervisor_address, settings)
+    app.state.request_exit = stop.set
     # Importing Gradio and building the page takes seconds: off the loop, which the
     # supervisor and the worker share.
     ui = ui and await asyncio.to_thread(attach_ui, app, self_url(host, port), app.state.auth)
@@ -110,8 +114,13 @@ async def _shutdown(pool: Any, worker: Any = None) -> None:
     await pool.stop()
 
 
+def _store(settings: ServerSettings) -> LaunchedStore:
+    return LaunchedStore.for_endpoint(XINFERENCE_STATE_DIR, settings.host, settings.port)
+
+
 async def run_local(settings: ServerSettings, worker_timeout: float = WORKER_TIMEOUT,
-                    on_ready: Optional[Callable[[], Coroutine[Any, Any, None]]] = None, ui: bool = True) -> None:
+                    on_ready: Optional[Callable[[], Coroutine[Any, Any, None]]] = None, ui: bool = True,
+                    restore: bool = True) -> None:
     stop = asyncio.Event()
     _stop_on_signals(stop)
     # The actor pools take unauthenticated pickled messages: on one machine they
@@ -121,7 +130,8 @@ async def run_local(settings: ServerSettings, worker_timeout: float = WORKER_TIM
     try:
         address = pool.external_address
         supervisor = await xo.create_actor(
-            SupervisorActor, worker_timeout, uid=SupervisorActor.default_uid(), address=address
+            SupervisorActor, worker_timeout, store=_store(settings), restore=restore,
+            uid=SupervisorActor.default_uid(), address=address
         )
         worker = await _start_worker(pool, relay, address)
         await _serve_rest(supervisor, address, settings, stop, on_ready, ui)
@@ -131,14 +141,15 @@ async def run_local(settings: ServerSettings, worker_timeout: float = WORKER_TIM
 
 
 async def run_supervisor(settings: ServerSettings, supervisor_port: Optional[int] = None,
-                         worker_timeout: float = WORKER_TIMEOUT, ui: bool = True) -> None:
+                         worker_timeout: float = WORKER_TIMEOUT, ui: bool = True, restore: bool = True) -> None:
     stop = asyncio.Event()
     _stop_on_signals(stop)
     pool, _ = await _create_pool(settings.host, supervisor_port)
     try:
         address = pool.external_address
         supervisor = await xo.create_actor(
-            SupervisorActor, worker_timeout, uid=SupervisorActor.default_uid(), address=address
+            SupervisorActor, worker_timeout, store=_store(settings), restore=restore,
+            uid=SupervisorActor.default_uid(), address=address
         )
         logger.info("supervisor at %s", address)
         await _serve_rest(supervisor, address, settings, stop, ui=ui)
@@ -147,36 +158,17 @@ async def run_supervisor(settings: ServerSettings, supervisor_port: Optional[int
         await pool.stop()
 
 
-def supervisor_address_from(endpoint: str, api_key: Optional[str] = None, attempts: int = 30) -> str:
-    """Asks a REST endpoint for its supervisor's internal address (GET /v1/address);
-    under --auth-config that takes an admin key."""
-    last: Optional[Exception] = None
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    for _ in range(attempts):
-        try:
-            resp = requests.get(f"{endpoint.rstrip('/')}/v1/address", headers=headers, timeout=5)
-            if resp.status_code in (401, 403):
-                raise SystemExit(f"The supervisor at {endpoint} refused this worker ({resp.status_code}): "
-                                 "start it with --api-key (or XINFERENCE_API_KEY) set to an admin key.")
-            resp.raise_for_status()
-            return resp.json()
-        except requests.RequestException as e:
-            last = e
-            import time
-
-            time.sleep(1)
-    raise SystemExit(f"Cannot reach the supervisor's endpoint {endpoint}: {last}")
-
-
 async def run_worker(endpoint: str, host: str, worker_port: Optional[int] = None,
                      api_key: Optional[str] = None) -> None:
     supervisor_address = await asyncio.to_thread(supervisor_address_from, endpoint, api_key)
+    if supervisor_address is None:
+        raise SystemExit(f"Cannot reach the supervisor's endpoint {endpoint}.")
     stop = asyncio.Event()
     _stop_on_signals(stop)
     pool, relay = await _create_pool(host, worker_port)
     worker = None
     try:
-        worker = await _start_worker(pool, relay, supervisor_address)
+        worker = await _start_worker(pool, relay, supervisor_address, endpoint, api_key)
         logger.info("worker at %s registered with supervisor %s", pool.external_address, supervisor_address)
         await stop.wait()
     finally:

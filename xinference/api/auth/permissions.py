@@ -25,6 +25,7 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("GET", "/v1/address"): "admin",  # the internal xoscar address: workers join with it
     ("GET", "/v1/workers"): "admin",
     ("GET", "/v1/cluster/info"): "admin",
+    ("DELETE", "/v1/clusters"): "admin",
     ("GET", "/v1/cluster/version"): "models:list",
     ("GET", "/metrics"): "monitor:view",
     ("GET", "/v1/auth/usage"): "admin",

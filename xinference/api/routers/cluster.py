@@ -1,5 +1,6 @@
 """Cluster endpoints: health, supervisor address, workers."""
 
+import asyncio
 import time
 
 from fastapi import APIRouter, Request
@@ -56,3 +57,14 @@ async def cluster_info(request: Request):
             }
         )
     return nodes
+
+
+@router.delete("/v1/clusters", summary="Stop the whole cluster: every model (forgotten, not restored), "
+               "every worker, then this server")
+async def stop_cluster(request: Request):
+    stopped = await request.app.state.supervisor.stop_cluster()
+    exit_ = request.app.state.request_exit
+    if exit_ is not None:
+        # after this answer has gone out: the daemon stops its REST server and actor pool
+        asyncio.get_running_loop().call_later(0.5, exit_)
+    return {"result": True, **stopped}
