@@ -27,7 +27,7 @@ def log_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def local(log_dir):
     """One real xinference-local with the embedded Gemma launched as `gemma`."""
-    daemon = start_local(log_dir)
+    daemon = start_local(log_dir, ui=True)  # the web UI tests use it too
     try:
         r = requests.post(
             daemon.endpoint + "/v1/models",

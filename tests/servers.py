@@ -92,9 +92,11 @@ def wait_http(daemon: Daemon, url: str, timeout: float = 60) -> None:
     raise TimeoutError(f"{url} not up after {timeout}s:\n{daemon.log()}")
 
 
-def start_local(log_dir: str, env: Optional[Dict[str, str]] = None, *extra: str) -> Daemon:
+def start_local(log_dir: str, env: Optional[Dict[str, str]] = None, *extra: str, ui: bool = False) -> Daemon:
+    """A real xinference-local; without the web UI unless `ui` (building it takes ~4 s)."""
     port = free_port()
-    d = start(["xinference-local", "-H", "127.0.0.1", "-p", str(port), *extra], log_dir, f"local-{port}", env)
+    flags = [*extra] if ui or "--no-ui" in extra else [*extra, "--no-ui"]
+    d = start(["xinference-local", "-H", "127.0.0.1", "-p", str(port), *flags], log_dir, f"local-{port}", env)
     d.endpoint = f"http://127.0.0.1:{port}"
     wait_http(d, d.endpoint + "/status")
     return d

@@ -363,7 +363,7 @@ def test_launch_by_name_shows_the_download_and_cancels_it(browser, log_dir, tmp_
     with FakeHub() as hub:
         hub.add_repo("Qwen/Qwen2.5-0.5B-Instruct-GGUF", {"qwen2.5-0.5b-instruct-q4_k_m.gguf": gguf})
         hub.throttle(8_000_000)  # ~30 s for 250 MB: time to look and to cancel
-        daemon = start_local(log_dir, {**hub.env, "XINFERENCE_HOME": str(tmp_path / "home")})
+        daemon = start_local(log_dir, {**hub.env, "XINFERENCE_HOME": str(tmp_path / "home")}, ui=True)
         context, page = _new_page(browser)
         try:
             open_ui(page, daemon.endpoint)

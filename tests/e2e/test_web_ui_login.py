@@ -25,7 +25,7 @@ def secure_ui(tmp_path_factory):
     folder = tmp_path_factory.mktemp("secure-ui")
     path = folder / "auth.json"
     path.write_text(json.dumps(CONFIG))
-    daemon = start_local(str(folder), None, "--auth-config", str(path))
+    daemon = start_local(str(folder), None, "--auth-config", str(path), ui=True)
     try:
         yield daemon
     finally:

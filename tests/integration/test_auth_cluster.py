@@ -39,7 +39,7 @@ def secure(tmp_path_factory):
     path = folder / "auth.json"
     path.write_text(json.dumps(CONFIG))
     # bound to every address: the REST API only, never the actor pools (checked below)
-    daemon = start_local(str(folder), None, "--auth-config", str(path), "-H", "0.0.0.0")
+    daemon = start_local(str(folder), None, "--auth-config", str(path), "-H", "0.0.0.0", ui=True)
     try:
         r = requests.post(daemon.endpoint + "/v1/models", headers=_h(ADMIN), timeout=180,
                           json={"model_name": "gemma-3", "model_uid": UID, "n_ctx": 512})

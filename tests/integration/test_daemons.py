@@ -50,7 +50,7 @@ def test_supervisor_two_workers_replicas_and_worker_loss(tmp_path):
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {**FAST}
-    sup = start(["xinference-supervisor", "-H", "127.0.0.1", "-p", str(port), "--worker-timeout", "3"],
+    sup = start(["xinference-supervisor", "-H", "127.0.0.1", "-p", str(port), "--worker-timeout", "3", "--no-ui"],
                 log_dir, "supervisor", env)
     workers = []
     try:
@@ -132,7 +132,8 @@ def test_restarted_supervisor_adopts_running_replicas(tmp_path):
     log_dir = str(tmp_path)
     port, sup_port = free_port(), free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    args = ["xinference-supervisor", "-H", "127.0.0.1", "-p", str(port), "--supervisor-port", str(sup_port)]
+    args = ["xinference-supervisor", "-H", "127.0.0.1", "-p", str(port), "--supervisor-port", str(sup_port),
+            "--no-ui"]
     sup = start(args, log_dir, "supervisor", FAST)
     worker = None
     try:

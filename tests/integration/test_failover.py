@@ -46,7 +46,7 @@ def test_killing_a_worker_fails_no_request(tmp_path):
     endpoint = f"http://127.0.0.1:{port}"
     # the default worker timeout (30 s): the supervisor still lists the dead replica for
     # most of the load below, so it is the REST server that must route around it
-    sup = start(["xinference-supervisor", "-H", "127.0.0.1", "-p", str(port)], log_dir, "supervisor", FAST)
+    sup = start(["xinference-supervisor", "-H", "127.0.0.1", "-p", str(port), "--no-ui"], log_dir, "supervisor", FAST)
     workers = []
     try:
         wait_http(sup, endpoint + "/status")

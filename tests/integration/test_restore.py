@@ -14,7 +14,8 @@ from tests.servers import BIN, free_port, start, wait_http, wait_until
 
 
 def _local(log_dir, port, *extra):
-    d = start(["xinference-local", "-H", "127.0.0.1", "-p", str(port), *extra], log_dir, f"local-{len(os.listdir(log_dir))}")
+    d = start(["xinference-local", "-H", "127.0.0.1", "-p", str(port), "--no-ui", *extra], log_dir,
+              f"local-{len(os.listdir(log_dir))}")
     d.endpoint = f"http://127.0.0.1:{port}"
     wait_http(d, d.endpoint + "/status")
     return d
@@ -91,7 +92,7 @@ def test_workers_find_a_supervisor_restarted_on_a_new_internal_port(tmp_path):
     registers with the replica it kept running, which the supervisor adopts."""
     log_dir, port = str(tmp_path), free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    args = ["xinference-supervisor", "-H", "127.0.0.1", "-p", str(port)]  # internal port: random
+    args = ["xinference-supervisor", "-H", "127.0.0.1", "-p", str(port), "--no-ui"]  # internal port: random
     sup = start(args, log_dir, "supervisor", FAST)
     worker = None
     try:

@@ -5,7 +5,9 @@
 2. BrowserGuard: the Host and Origin rules of `origins.py` (403).
 3. Starlette's CORSMiddleware: answers preflights and labels answers for the
    origins BrowserGuard let through.
-4. BodyGuard: a body over the size limit is a 413; a body sent to the API (/v1/*,
+4. DrainGate (drain.py): while the server shuts down gracefully, new requests are 503s
+   and the running ones are counted until they finish.
+5. BodyGuard: a body over the size limit is a 413; a body sent to the API (/v1/*,
    /api/*, /token) that is not JSON is a 415 (a browser can post text/plain or a
    form to any site without a preflight: a JSON-only API is out of reach of such a
    page even if it got by the Origin rule, say from a browser that sends no Origin).
@@ -26,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..constants import MAX_BODY_BYTES
 from .context import request_id
+from .drain import Drain, DrainGate
 from .errors import error_response, http_error, is_ollama_path, route_path
 from .origins import LOOPBACK_ORIGIN_REGEX, OriginPolicy
 from .request_log import HEADER, choose_request_id
@@ -47,6 +50,8 @@ def install_middleware(app: FastAPI, settings: ServerSettings, max_body_bytes: O
     run first."""
     policy = OriginPolicy(settings.host, settings.allowed_origins)
     app.add_middleware(BodyGuard, max_bytes=max_body_bytes or MAX_BODY_BYTES)
+    app.state.drain = Drain()
+    app.add_middleware(DrainGate, drain=app.state.drain)
     app.add_middleware(CORSMiddleware, allow_origins=["*"] if policy.any_origin else policy.origins,
                        allow_origin_regex=LOOPBACK_ORIGIN_REGEX, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=[HEADER, "Retry-After"])

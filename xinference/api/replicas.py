@@ -26,6 +26,7 @@ from typing import (
     List,
     NamedTuple,
     Optional,
+    Sequence,
     Set,
     Tuple,
     TypeVar,
@@ -39,6 +40,7 @@ from ..constants import ROUTE_TTL_S
 from ..core.placement import pick_replica
 from ..errors import ModelNotFoundError, ModelNotReadyError, TooManyRequestsError
 from .inflight import current
+from .prefix_affinity import PrefixAffinity
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,6 +49,9 @@ T = TypeVar("T")
 CONNECTION_ERRORS = (ServerClosed, ConnectionError, ActorNotExist, OSError)
 # Replicas one request tries before it gives up (each failure is quick: refused or closed).
 MAX_ATTEMPTS = 4
+# A request goes to the replica holding its prompt's beginning unless that replica runs
+# this many more requests than the least busy one (then balancing wins).
+AFFINITY_SLACK = 2
 # Seconds between checks of a replica marked down (growing to the last).
 RECHECK_DELAYS = (0.5, 1.0, 2.0, 4.0)
 # What a replica reports about its load (LLMEngine.stats, DynamicBatcher.stats); summed over replicas.
@@ -107,6 +112,7 @@ class ReplicaRouter:
         self._lock = asyncio.Lock()
         self._checks: Dict[str, asyncio.Task] = {}  # model uid -> its replicas' recheck
         self._tasks: Set[asyncio.Task] = set()  # held so that they are not collected
+        self._affinity = PrefixAffinity()
 
     def _spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -230,9 +236,10 @@ class ReplicaRouter:
 
     # ---- leasing a replica -----------------------------------------------------------
 
-    async def lease(self, model: str, avoid: Collection[str] = ()) -> Lease:
-        """Holds a place on the least busy reachable replica of `model` (not one in
-        `avoid`); `release` gives it back."""
+    async def lease(self, model: str, avoid: Collection[str] = (), prefix: Sequence[bytes] = ()) -> Lease:
+        """Holds a place on a reachable replica of `model` (not one in `avoid`): the one
+        that served the longest of the prompt's `prefix` keys (prefix_affinity.py) unless
+        it is much busier than the others, else the least busy; `release` gives it back."""
         route, lora_name = await self._route(model)
         req = current()
         if req is not None:
@@ -255,12 +262,24 @@ class ReplicaRouter:
                 raise ModelNotReadyError(
                     f"No replica of {route.model_uid} can be reached now; retry shortly.",
                     param="model")
-        i = pick_replica([r.inflight for r in up], route.cursor % len(up))
-        route.cursor = (route.cursor + 1) % max(1, len(route.replicas))
-        replica = up[i]
+        replica = self._by_prefix(route, up, prefix)
+        if replica is None:
+            replica = up[pick_replica([r.inflight for r in up], route.cursor % len(up))]
+            route.cursor = (route.cursor + 1) % max(1, len(route.replicas))
+        if prefix:
+            self._affinity.remember(route.model_uid, list(prefix), replica.replica_uid)
         replica.inflight += 1
         route.inflight += 1
         return Lease(replica, route, lora_name)
+
+    def _by_prefix(self, route: ModelRoute, up: List[Replica], prefix: Sequence[bytes]) -> Optional[Replica]:
+        if not prefix or len(up) < 2:
+            return None
+        uid = self._affinity.lookup(route.model_uid, list(prefix))
+        held = next((r for r in up if r.replica_uid == uid), None)
+        if held is None or held.inflight > min(r.inflight for r in up) + AFFINITY_SLACK:
+            return None
+        return held
 
     @staticmethod
     def release(lease: Lease) -> None:
@@ -281,13 +300,14 @@ class ReplicaRouter:
         finally:
             self.release(lease)
 
-    async def open(self, model: str, start: Callable[[Lease], Awaitable[T]]) -> Tuple[Lease, T]:
+    async def open(self, model: str, start: Callable[[Lease], Awaitable[T]],
+                   prefix: Sequence[bytes] = ()) -> Tuple[Lease, T]:
         """Runs `start` on a replica of `model`; if that replica cannot be reached, marks
         it down and runs `start` on another at once. Returns what `start` returned with
         the lease still held: the caller releases it."""
         tried: Set[str] = set()
         while True:
-            lease = await self.lease(model, tried)
+            lease = await self.lease(model, tried, prefix)
             try:
                 return lease, await start(lease)
             except BaseException as e:  # cancellation included: nothing stays held
@@ -301,9 +321,9 @@ class ReplicaRouter:
                         f"No replica of {lease.route.model_uid} answered; retry shortly.",
                         param="model") from None
 
-    async def call(self, model: str, fn: Callable[[Lease], Awaitable[T]]) -> T:
+    async def call(self, model: str, fn: Callable[[Lease], Awaitable[T]], prefix: Sequence[bytes] = ()) -> T:
         """`open`, releasing the replica when `fn` is done."""
-        lease, out = await self.open(model, fn)
+        lease, out = await self.open(model, fn, prefix)
         self.release(lease)
         return out
 

@@ -20,8 +20,10 @@ from typing import (
     Callable,
     Coroutine,
     Dict,
+    List,
     NamedTuple,
     Optional,
+    Sequence,
     TypeVar,
 )
 
@@ -31,8 +33,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..errors import InvalidRequestError, XinferenceError
 from .errors import ClientGone, error_body, unexpected
 from .inflight import abortable, current, use_request_id
+from .prefix_affinity import prefix_keys, prompt_text
 from .protocol.openai import ChatCompletionRequest, CompletionRequest, SamplingRequest
-from .replicas import CONNECTION_ERRORS, Lease, ReplicaRouter, unreachable
+from .replicas import Lease, ReplicaRouter, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +165,10 @@ class GenerationJob(NamedTuple):
     def args(self) -> tuple:
         return self.kind, self.payload, self.params, self.template_kwargs
 
+    def prefix(self) -> List[bytes]:
+        """Keys of the prompt's beginning, for routing to the replica that cached it."""
+        return prefix_keys(prompt_text(self.kind, self.payload))
+
 
 class Generation:
     """A stream open on a replica, holding a slot of it until `close()`.
@@ -255,11 +262,12 @@ def stream_response(gen: Generation, frames: AsyncGenerator[str, None],
                 yield frame
         except XinferenceError as e:
             yield error_frame(e)
-        except CONNECTION_ERRORS as e:
-            logger.warning("a stream lost its replica: %s", e)
-            yield error_frame(XinferenceError(f"The model replica went away: {e}"))
         except Exception as e:  # never a stream cut short without a word
-            yield error_frame(unexpected(e, "a stream failed mid-way"))
+            if unreachable(e):
+                logger.warning("a stream lost its replica: %s", e)
+                yield error_frame(XinferenceError(f"The model replica went away: {e}"))
+            else:
+                yield error_frame(unexpected(e, "a stream failed mid-way"))
         finally:
             try:
                 await frames.aclose()
@@ -284,7 +292,7 @@ class LLMServing:
         """Starts `job` on a replica; gives up (and frees the replica) if the client
         leaves first. The caller must `close()` what it gets."""
         started = time.perf_counter_ns()
-        lease, (it, first) = await _unless_disconnected(http, self._open_stream(job.model, job.args()))
+        lease, (it, first) = await _unless_disconnected(http, self._open_stream(job.model, job.args(), job.prefix()))
         return Generation(self.router, lease, it, first, started)
 
     async def collect(self, job: GenerationJob, http: Request) -> "tuple[Dict[str, Any], Generation]":
@@ -300,7 +308,8 @@ class LLMServing:
         """The whole answer in one call to a replica (no timings)."""
         args = job.args()
         result = await self.router.call(
-            job.model, lambda lease: lease.replica.ref.complete(*_for_adapter(args, job.model, lease)))
+            job.model, lambda lease: lease.replica.ref.complete(*_for_adapter(args, job.model, lease)),
+            job.prefix())
         req = current()
         if req is not None:
             req.delta(result)
@@ -322,7 +331,8 @@ class LLMServing:
         frames = self._sse_frames(shape, req, job, gen, rid, created)
         return stream_response(gen, frames, _sse_error, "text/event-stream")
 
-    async def _open_stream(self, model: str, args: tuple) -> "tuple[Lease, tuple[Any, Optional[Dict[str, Any]]]]":
+    async def _open_stream(self, model: str, args: tuple,
+                           prefix: Sequence[bytes]) -> "tuple[Lease, tuple[Any, Optional[Dict[str, Any]]]]":
         """Starts a stream on a replica and reads its first delta, so that a bad request
         (prompt too long, bad messages) is a plain HTTP error rather than an SSE one, and
         a replica lost before its first delta is replaced by another. Returns the held
@@ -338,7 +348,7 @@ class LLMServing:
                 await _release(it)
                 raise
 
-        return await self.router.open(model, start)
+        return await self.router.open(model, start, prefix)
 
     @staticmethod
     async def _sse_frames(shape: _Shape, req: SamplingRequest, job: GenerationJob, gen: Generation,

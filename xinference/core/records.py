@@ -33,10 +33,13 @@ class ReplicaRecord:
     context_length: Optional[int] = None
     weights_bytes: Optional[int] = None  # the size of the weights it loaded
     restarting: bool = False  # its process died; being relaunched
+    draining: bool = False  # its worker is stopping: no new request goes there
     budget: RestartBudget = field(default_factory=RestartBudget)
 
     @property
     def state(self) -> str:
+        if self.draining:
+            return "draining"
         return "ready" if self.ready else "restarting" if self.restarting else "starting"
 
 

@@ -58,6 +58,7 @@ class ReplicaHealing:
             self._give_up(record, replica, reason)
             return
         replica.ready, replica.address, replica.restarting = False, None, True
+        replica.draining = False
         task = asyncio.get_running_loop().create_task(self._relaunch(record, replica, reason))
         self._healing[uid] = task
         task.add_done_callback(lambda t: self._healing.pop(uid, None) if self._healing.get(uid) is t else None)

@@ -116,7 +116,7 @@ class ReplicaScaling:
         if task is not None:
             task.cancel()
         if replica.address and drain_timeout > 0:
-            await _drain(replica, drain_timeout)
+            await drain_replica(replica, drain_timeout)
         worker = self._workers.get(replica.worker_address)
         if worker is not None:
             try:
@@ -125,7 +125,7 @@ class ReplicaScaling:
                 logger.debug("stopping %s: %s", replica.replica_uid, e)
 
 
-async def _drain(replica: ReplicaRecord, timeout: float) -> None:
+async def drain_replica(replica: ReplicaRecord, timeout: float) -> None:
     """Waits until the replica runs no request (or `timeout`). A REST server may route
     to it until its next refresh of the model's replicas (ROUTE_TTL_S)."""
     deadline = time.monotonic() + timeout

@@ -28,7 +28,7 @@ from .model_restore import ModelRestore
 from .placement import WorkerView, choose_workers
 from .records import ModelRecord, ReplicaRecord, WorkerRecord
 from .replica_healing import ReplicaHealing
-from .replica_scaling import ReplicaScaling
+from .replica_scaling import ReplicaScaling, drain_replica
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,15 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.Stateless
                         and replica.ready_since < settled and replica.replica_uid not in held):
                     self._replica_down(model, replica, "crashed", f"worker {address} no longer runs it")
         return True
+
+    async def drain_worker(self, address: str, timeout: float) -> None:
+        """A worker about to stop: its replicas leave the routing now and finish what
+        they run (at most `timeout` s); once it has left they are relaunched elsewhere."""
+        leaving = [r for m in self._models.values() for r in m.replicas
+                   if r.worker_address == address and r.ready]
+        for replica in leaving:
+            replica.draining = True
+        await asyncio.gather(*(drain_replica(r, timeout) for r in leaving))
 
     async def remove_worker(self, address: str, reason: str = "it shut down") -> None:
         if self._workers.pop(address, None) is None:
@@ -473,7 +482,7 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.Stateless
         (None: the base model), the model's adapters, the ready replicas (the REST
         layer talks to them directly) and the model's request limit."""
         record, lora_name = self._resolve(model, by_name=True)
-        ready = [r for r in record.replicas if r.ready and r.address]
+        ready = [r for r in record.replicas if r.ready and r.address and not r.draining]
         if not ready:
             restarting = sum(r.restarting for r in record.replicas)
             why = (f"its {restarting} replica(s) are being relaunched after a failure" if restarting

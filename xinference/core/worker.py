@@ -298,6 +298,14 @@ class WorkerActor(xo.StatelessActor):
         logger.info("removed cached %s", model_version)
         return True
 
+    async def drain(self, timeout: float) -> None:
+        """Before a graceful stop: the supervisor routes nothing new to the replicas here
+        and waits (at most `timeout` s) until they finish what they run."""
+        try:
+            await xo.wait_for(self._supervisor.drain_worker(self.address, timeout), timeout + 10)
+        except Exception as e:  # noqa: BLE001 - no supervisor to ask: stop anyway
+            logger.warning("draining through %s failed: %s", self._supervisor_address, e)
+
     async def exit_process(self, supervisor_pid: int) -> None:
         """Stops every replica here and signs off; then this daemon exits, unless it is
         the supervisor's own process (xinference-local), which the caller stops."""

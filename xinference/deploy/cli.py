@@ -107,6 +107,12 @@ def _restore_option(f):
                              "By default a restart brings them back.")(f)
 
 
+def _shutdown_option(f):
+    return click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(0, 3600),
+                        help="On SIGINT/SIGTERM, seconds to let running requests finish before stopping "
+                             "(new ones get 503); a second signal stops at once.")(f)
+
+
 def _allow_remote_code(enabled: bool) -> None:
     # read by the worker and inherited by every model process it starts
     if enabled:
@@ -117,7 +123,8 @@ def _allow_remote_code(enabled: bool) -> None:
 
 def _run_local(host: str, port: int, log_level: str, launch: Optional[str], worker_timeout: float,
                ui: bool = True, auth: Any = None, allowed_origins: Tuple[str, ...] = (),
-               trust_remote_code: bool = False, restore: bool = True) -> None:
+               trust_remote_code: bool = False, restore: bool = True,
+               shutdown_timeout: float = 30.0) -> None:
     from ..api.settings import ServerSettings
     from .daemons import run_local
     from .ready import announce
@@ -129,7 +136,7 @@ def _run_local(host: str, port: int, log_level: str, launch: Optional[str], work
     async def on_ready() -> None:
         await asyncio.to_thread(announce, f"http://{host}:{port}", launch, settings)
 
-    asyncio.run(run_local(settings, worker_timeout, on_ready, ui, restore))
+    asyncio.run(run_local(settings, worker_timeout, on_ready, ui, restore, shutdown_timeout))
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,16 +145,18 @@ def _run_local(host: str, port: int, log_level: str, launch: Optional[str], work
 @_rest_security_options
 @_trust_remote_code_option
 @_restore_option
+@_shutdown_option
 @click.version_option(version=__version__, message="%(version)s")
 @click.pass_context
 def cli(ctx: click.Context, host: str, port: int, log_level: str, ui: bool, auth: Any,
-        allowed_origins: Tuple[str, ...], trust_remote_code: bool, no_restore: bool) -> None:
+        allowed_origins: Tuple[str, ...], trust_remote_code: bool, no_restore: bool,
+        shutdown_timeout: float) -> None:
     """Xinference: serve LLMs behind an OpenAI-compatible API.
 
     With no command, starts a local cluster (like xinference-local)."""
     if ctx.invoked_subcommand is None:
         _run_local(host, port, log_level, None, WORKER_TIMEOUT, ui, auth, allowed_origins, trust_remote_code,
-                   not no_restore)
+                   not no_restore, shutdown_timeout)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,11 +169,13 @@ def cli(ctx: click.Context, host: str, port: int, log_level: str, ui: bool, auth
 @_rest_security_options
 @_trust_remote_code_option
 @_restore_option
+@_shutdown_option
 def local_main(host: str, port: int, log_level: str, launch: Optional[str], worker_timeout: float, ui: bool,
-               auth: Any, allowed_origins: Tuple[str, ...], trust_remote_code: bool, no_restore: bool) -> None:
+               auth: Any, allowed_origins: Tuple[str, ...], trust_remote_code: bool, no_restore: bool,
+               shutdown_timeout: float) -> None:
     """Start a supervisor, a worker, the REST API and the web UI on this machine."""
     _run_local(host, port, log_level, launch, worker_timeout, ui, auth, allowed_origins, trust_remote_code,
-               not no_restore)
+               not no_restore, shutdown_timeout)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -175,15 +186,17 @@ def local_main(host: str, port: int, log_level: str, launch: Optional[str], work
 @_ui_option
 @_rest_security_options
 @_restore_option
+@_shutdown_option
 def supervisor_main(host: str, port: int, log_level: str, supervisor_port: Optional[int], worker_timeout: float,
-                    ui: bool, auth: Any, allowed_origins: Tuple[str, ...], no_restore: bool) -> None:
+                    ui: bool, auth: Any, allowed_origins: Tuple[str, ...], no_restore: bool,
+                    shutdown_timeout: float) -> None:
     """Start a supervisor, the REST API and the web UI; workers join with xinference-worker."""
     from ..api.settings import ServerSettings
     from .daemons import run_supervisor
 
     setup_logging(log_level)
     settings = ServerSettings(host=host, port=port, allowed_origins=allowed_origins, auth=auth)
-    asyncio.run(run_supervisor(settings, supervisor_port, worker_timeout, ui, not no_restore))
+    asyncio.run(run_supervisor(settings, supervisor_port, worker_timeout, ui, not no_restore, shutdown_timeout))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -194,14 +207,15 @@ def supervisor_main(host: str, port: int, log_level: str, supervisor_port: Optio
 @click.option("--api-key", default=None, envvar=API_KEY_ENV, show_envvar=True,
               help="An admin API key, when the supervisor runs with --auth-config.")
 @_trust_remote_code_option
+@_shutdown_option
 def worker_main(endpoint: str, host: str, worker_port: Optional[int], log_level: str, api_key: Optional[str],
-                trust_remote_code: bool) -> None:
+                trust_remote_code: bool, shutdown_timeout: float) -> None:
     """Start a worker that joins the supervisor behind ENDPOINT."""
     from .daemons import run_worker
 
     setup_logging(log_level)
     _allow_remote_code(trust_remote_code)
-    asyncio.run(run_worker(endpoint, host, worker_port, api_key))
+    asyncio.run(run_worker(endpoint, host, worker_port, api_key, shutdown_timeout))
 
 
 from . import commands, registry_commands, replica_commands  # noqa: E402,F401  register the client commands on `cli`
