@@ -29,4 +29,4 @@ fi
 echo "== ruff";          "$PY" -m ruff check xinference tests benchmarks examples
 echo "== mypy";          "$PY" -m mypy xinference
 echo "== import-linter"; lint-imports
-echo "== pytest";        "$PY" -m pytest tests -p no:cacheprovider -q -ra "$@"
+echo "== pytest";        "$PY" -m pytest tests -p no:cacheprovider -q -ra --durations=40 "$@"

@@ -111,13 +111,12 @@ def test_a_stopping_worker_drains_its_replica_and_it_moves_to_another(tmp_path):
         wait_until(lambda: sorted(s["inflight"] for s in requests.get(endpoint + "/v1/models/g/replicas").json())
                    == [1, 1], 20, what="a stream on each replica")
         workers[0].proc.send_signal(signal.SIGTERM)
-        sent = failed = 0
-        deadline = time.monotonic() + 8
-        while time.monotonic() < deadline:
-            r = requests.post(endpoint + "/v1/chat/completions", timeout=60,
-                              json={"model": "g", "messages": MSG, "max_tokens": 2})
-            sent, failed = sent + 1, failed + (r.status_code != 200)
-        assert failed == 0 and sent >= 3, (sent, failed)
+        # new requests keep being answered while the worker drains (how many fit in a
+        # given time depends on the machine, so a count, not a rate)
+        codes = [requests.post(endpoint + "/v1/chat/completions", timeout=60,
+                               json={"model": "g", "messages": MSG, "max_tokens": 2}).status_code
+                 for _ in range(3)]
+        assert codes == [200] * 3, codes
         for t in streams:
             t.join(120)
         assert [done for _, done in out] == [True, True], "both streams finished, the draining one too"

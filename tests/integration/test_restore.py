@@ -112,6 +112,10 @@ def test_workers_find_a_supervisor_restarted_on_a_new_internal_port(tmp_path):
         wait_until(lambda: _ready(endpoint, "kept"), 30, what="replica adopted")
         assert [p.pid for p in worker.tree()] == replica_pids, "the same process, not a relaunch"
         assert "the supervisor moved" in worker.log()
+        # the replica is routable as soon as its worker registers; the restore that
+        # records the event runs once the remembered workers are back
+        wait_until(lambda: requests.get(endpoint + "/v1/models/kept/events").json()["data"], 15,
+                   what="the restore event")
         events = requests.get(endpoint + "/v1/models/kept/events").json()["data"]
         assert [e["kind"] for e in events] == ["restored"] and "adopted 1" in events[0]["message"]
         chat = requests.post(endpoint + "/v1/chat/completions", json={

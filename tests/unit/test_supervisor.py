@@ -176,3 +176,33 @@ async def test_heartbeat_without_a_replica_relaunches_it(cluster):
     desc = await _until(lambda: sup.describe_model("m"), lambda d: d["replicas"][0]["ready"])
     assert desc["restarts"] == 1 and "no longer runs it" in desc["last_error"]
     assert (await workers[0].calls())["launched"] == ["m-0", "m-0"]
+
+
+@pytest.mark.timeout(30)
+async def test_a_worker_reporting_a_replica_that_runs_elsewhere_is_told_to_stop_it(cluster):
+    sup, workers, addrs = cluster
+    await sup.launch_model({"model_name": "gemma-3", "model_uid": "m", "worker_ip": addrs[0]})
+    report = {"replica_uid": "m-0", "address": "127.0.0.1:1", "model": {"model_uid": "m"}}
+    await sup.add_worker(addrs[1], {"memory_available": 1, "gpus": []}, [report])
+    assert (await workers[1].calls())["terminated"] == ["m-0"]
+    desc = await sup.describe_model("m")
+    assert [(r["worker_address"], r["ready"]) for r in desc["replicas"]] == [(addrs[0], True)]
+
+
+@pytest.mark.timeout(30)
+async def test_a_replica_being_relaunched_is_adopted_when_its_worker_comes_back_with_it(cluster, monkeypatch):
+    monkeypatch.setattr("xinference.core.healing.FIRST_DELAY_S", 0.5)
+    sup, workers, addrs = cluster
+    await sup.launch_model({"model_name": "gemma-3", "model_uid": "m", "worker_ip": addrs[0]})
+    address = (await sup.locate("m"))["replicas"][0]["address"]
+    await sup.remove_worker(addrs[0], "missed heartbeats")  # pinned: its relaunch waits for it
+    assert (await sup.describe_model("m"))["status"] == "RESTARTING"
+    report = {"replica_uid": "m-0", "address": address, "model": {"model_uid": "m"}}
+    await sup.add_worker(addrs[0], {"memory_available": 1, "gpus": []}, [report])
+    desc = await sup.describe_model("m")
+    assert desc["status"] == "READY" and desc["replicas"][0]["state"] == "ready"
+    for _ in range(6):  # no relaunch happens any more (the worker keeps heart-beating)
+        assert await sup.heartbeat(addrs[0], {"memory_available": 1}, ["m-0"])
+        await asyncio.sleep(0.25)
+    assert (await workers[0].calls())["launched"] == ["m-0"]
+    assert _kinds(await sup.model_events("m")) == ["worker_lost", "adopted"]

@@ -88,14 +88,20 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.Stateless
         self._workers[address] = WorkerRecord(address=address, status=status, ref=ref)
         logger.info("worker %s registered", address)
         for report in replicas or []:
-            self._adopt(address, report)
+            if not self._adopt(address, report):
+                # relaunched elsewhere meanwhile (a restore that did not wait for this
+                # worker): the copy here would hold memory with nothing routed to it
+                logger.warning("worker %s runs %s, which runs elsewhere now; stopping it", address,
+                               report["replica_uid"])
+                await ref.terminate_replica(report["replica_uid"])
 
-    def _adopt(self, worker_address: str, report: Dict[str, Any]) -> None:
-        """Takes back a replica a worker kept running while this supervisor was away."""
+    def _adopt(self, worker_address: str, report: Dict[str, Any]) -> bool:
+        """Takes back a replica a worker kept running while this supervisor was away;
+        False when a replica of that name runs elsewhere."""
         meta = report.get("model") or {}
         model_uid = meta.get("model_uid")
         if not model_uid:
-            return
+            return True
         replica = ReplicaRecord(
             replica_uid=report["replica_uid"],
             worker_address=worker_address,
@@ -116,10 +122,19 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.Stateless
             )
             self._models[model_uid] = record
             self._failed.pop(model_uid, None)
-        if all(r.replica_uid != replica.replica_uid for r in record.replicas):
-            record.replicas.append(replica)
-            record.wanted = max(record.wanted, len(record.replicas))
-            logger.info("adopted replica %s of %s on %s", replica.replica_uid, model_uid, worker_address)
+        known = next((r for r in record.replicas if r.replica_uid == replica.replica_uid), None)
+        if known is not None and known.ready:
+            return known.worker_address == worker_address and known.address == replica.address
+        if known is not None:  # being relaunched: the copy that kept running serves instead
+            relaunch = self._healing.pop(known.replica_uid, None)
+            if relaunch is not None:
+                relaunch.cancel()
+            record.replicas.remove(known)
+            record.events.add("adopted", replica.replica_uid, f"kept running on worker {worker_address}")
+        record.replicas.append(replica)
+        record.wanted = max(record.wanted, len(record.replicas))
+        logger.info("adopted replica %s of %s on %s", replica.replica_uid, model_uid, worker_address)
+        return True
 
     async def heartbeat(self, address: str, status: Dict[str, Any], replicas: List[str]) -> bool:
         record = self._workers.get(address)
