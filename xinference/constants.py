@@ -55,6 +55,11 @@ MAX_CHAT_MESSAGES = _positive_int_env("XINFERENCE_MAX_CHAT_MESSAGES", 10_000)
 # Characters of one stop sequence; every one is matched against each new piece of text.
 MAX_STOP_CHARS = _positive_int_env("XINFERENCE_MAX_STOP_CHARS", 256)
 
+# Whether a launch must fit in a worker's free memory (weights + KV cache + engine,
+# less what its replicas reserved): "0" for machines whose swap or overcommit the user
+# counts on.
+CHECK_MEMORY = os.environ.get("XINFERENCE_CHECK_MEMORY", "1").strip().lower() not in ("0", "false", "no", "off")
+
 # A replica whose process dies is relaunched (on its worker, or another if that one is
 # gone) after 1, 2, 4 ... s, at most MAX_RESTARTS times within RESTART_WINDOW_S seconds;
 # past that it stays down and the model serves from its other replicas.

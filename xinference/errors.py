@@ -54,6 +54,16 @@ class NoWorkerError(XinferenceError):
     retry_after = 5
 
 
+class InsufficientMemoryError(XinferenceError):
+    """A launch that does not fit in any worker's free memory now (memory held by
+    other models may be freed: terminate one, or add a worker)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+    retry_after = 30
+
+
 class HubUnreachableError(XinferenceError):
     """A model hub (or the mirror set for it) could not be reached or failed."""
 

@@ -3,7 +3,7 @@ Playwright) against a real xinference-local with the embedded Gemma model.
 
 Screenshots for the README: `XINFERENCE_SCREENSHOTS_DIR=assets python -m pytest
 tests/e2e/test_web_ui.py` writes web_ui_launch.png, web_ui_chat.png and
-web_ui_arena.png there (otherwise they go to a temporary folder).
+web_ui_arena.png and web_ui_replicas.png there (otherwise they go to a temporary folder).
 """
 
 import os
@@ -22,6 +22,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 UI_MODEL = "ui-gemma"  # launched through the Launch tab
 GONE_MODEL = "gone-gemma"  # terminated behind the page's back
+SCALED_MODEL = "scaled-gemma"  # given a replica and relieved of it in the replicas panel
 WAIT_MS = 30_000  # any one wait in the page
 ANSWER_MS = 90_000  # a short answer on a busy 2-core machine
 MAX_TOKENS = "16"
@@ -68,7 +69,7 @@ def shots(tmp_path_factory):
 def _leave_only_the_shared_model(local):
     """The session's cluster is shared with other test files: take our models away."""
     yield
-    for uid in (UI_MODEL, GONE_MODEL, "bad-path"):
+    for uid in (UI_MODEL, GONE_MODEL, SCALED_MODEL, "bad-path"):
         requests.delete(f"{local.endpoint}/v1/models/{uid}", timeout=60)
 
 
@@ -298,6 +299,51 @@ def test_terminate_button_stops_the_model(page, local):
     assert requests.get(f"{local.endpoint}/v1/models/{UI_MODEL}", timeout=10).status_code == 404
 
 
+def test_replicas_panel_adds_and_removes_a_replica_and_shows_the_events(page, local, shots):
+    from playwright.sync_api import expect
+
+    uid = SCALED_MODEL
+    ensure_model(local.endpoint, uid)
+    open_ui(page, local.endpoint)
+    page.locator(".xinf-model", has_text=uid).get_by_role("button", name="Replicas").click()
+    expect(page.locator("#replicas-model input")).to_have_value(uid)
+    health = page.locator("#replicas-health")
+    expect(health).to_contain_text(f"{uid} · status READY · 1 replica(s) · restarts: 0")
+    replicas = page.locator(".xinf-replica")
+    expect(replicas).to_have_count(1)
+    expect(replicas.first).to_contain_text("ready")
+
+    page.locator("#replicas-add").click()
+    status = page.locator("#replicas-status")
+    expect(status).to_contain_text(f"Adding a replica to {uid}")
+    expect(status).to_contain_text(f"{uid}-1 added: {uid} has 2 replica(s)", timeout=180_000)
+    expect(replicas).to_have_count(2)
+    new = page.locator(".xinf-replica", has_text=f"{uid}-1")
+    expect(new).to_contain_text("ready")
+    expect(new).to_contain_text("127.0.0.1:")  # its worker
+    events = page.locator("#replicas-events")
+    expect(events).to_contain_text("added")
+    expect(events).to_contain_text(f"{uid}-1")
+    # the running table follows: its replica count
+    expect(page.locator(".xinf-model", has_text=uid)).to_contain_text("READY")
+    assert requests.get(f"{local.endpoint}/v1/models/{uid}", timeout=10).json()["replica"] == 2
+    page.locator("#replicas-panel").screenshot(path=str(shots / "web_ui_replicas.png"))
+
+    new.get_by_role("button", name="Remove").click()
+    expect(status).to_contain_text(f"{uid}-1 removed: {uid} has 1 replica(s)", timeout=60_000)
+    expect(replicas).to_have_count(1)
+    expect(replicas.first).to_contain_text(f"{uid}-0")
+    expect(events).to_contain_text("removed")
+    assert requests.get(f"{local.endpoint}/v1/models/{uid}", timeout=10).json()["replica"] == 1
+
+    # the server refuses to remove the last one: its reason, not a traceback
+    replicas.first.get_by_role("button", name="Remove").click()
+    expect(status).to_contain_text("is the last replica", timeout=60_000)
+    expect(status).to_contain_text("terminate the model instead")
+    expect(replicas).to_have_count(1)
+    assert "Traceback" not in page.content()
+
+
 def test_chat_with_a_model_terminated_meanwhile_says_so(page, local):
     from playwright.sync_api import expect
 
@@ -341,6 +387,7 @@ def test_chinese_locale_and_the_language_switch(browser, local):
         expect(page.get_by_text("模型系列", exact=True)).to_be_visible()
         expect(page.locator("#launch-button")).to_have_text("启动")
         expect(page.locator(".xinf-head")).to_contain_text("状态")
+        expect(page.get_by_text("副本与事件", exact=True)).to_be_visible()
         page.get_by_text("English", exact=True).click()
         expect(page.get_by_role("tab", name="Launch model")).to_be_visible()
         expect(page.locator("#launch-button")).to_have_text("Launch")

@@ -246,3 +246,24 @@ def test_crashed_replica_is_relaunched_and_its_model_serves_again(api, local):
     ok = requests.post(api + "/v1/chat/completions", json={
         "model": GEMMA_UID, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2})
     assert ok.status_code == 200
+
+
+def test_a_launch_too_big_for_memory_is_refused_before_any_process_starts(api, local):
+    before = len(_replica_processes(local))
+    # more KV cache than the machine has: never fits, a 400
+    body = _err(requests.post(api + "/v1/models", json={
+        "model_name": "gemma-3", "model_uid": "huge", "n_ctx": 32768, "n_parallel": 256}), 400)
+    message = body["error"]["message"]
+    assert "KV cache 144.00 GiB for 8388608 tokens" in message and "GiB free of" in message, message
+    assert body["error"]["code"] == "insufficient_memory"
+    assert len(_replica_processes(local)) == before
+    _err(requests.get(api + "/v1/models/huge"), 404)
+    # more than is free now but less than the machine has: a 503 to retry later
+    status = requests.get(api + "/v1/workers").json()[0]["status"]
+    between = (status["memory_available"] + status["memory_total"]) // 2
+    n_parallel = between // (32768 * 18432) + 1
+    r = requests.post(api + "/v1/models", json={
+        "model_name": "gemma-3", "model_uid": "huge", "n_ctx": 32768, "n_parallel": n_parallel})
+    body = _err(r, 503)
+    assert body["error"]["code"] == "insufficient_memory" and r.headers["Retry-After"]
+    assert len(_replica_processes(local)) == before

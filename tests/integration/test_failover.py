@@ -2,7 +2,10 @@
 killed with SIGKILL. Requests sent back to back for the next 45 s, streamed and not,
 all succeed: the REST server takes the dead replica out at its first failed call and
 sends the request to the other one, long before the supervisor notices the silent
-worker. A stream running on the dead replica ends with an error frame, not a hang."""
+worker. A stream running on the dead replica ends with an error frame, not a hang.
+Then the lost replica runs again on the surviving worker, the dead worker's replica
+process ends itself, and a SIGTERM to the last worker stops its replicas: with no
+worker left the model is given up and says why."""
 
 import json
 import os
@@ -12,7 +15,7 @@ import time
 
 import requests
 
-from tests.integration.test_daemons import FAST, _owns, _workers
+from tests.integration.test_daemons import FAST, _alive, _owns, _workers
 from tests.servers import free_port, start, wait_http, wait_until
 
 LOAD_S = 45.0
@@ -58,9 +61,18 @@ def test_killing_a_worker_fails_no_request(tmp_path):
             "model_name": "gemma-3", "model_uid": "g2", "replica": 2, "n_ctx": 4096})
         assert r.status_code == 200, r.text + sup.log()
         desc = requests.get(endpoint + "/v1/models/g2").json()
+        hosts = {rep["worker_address"] for rep in desc["replicas"]}
+        assert hosts == {w["worker_address"] for w in _workers(endpoint)}, "one replica on each worker"
+        body = {"model": "g2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0}
+        for _ in range(4):
+            assert requests.post(endpoint + "/v1/chat/completions", json=body).status_code == 200
+        stats = requests.get(endpoint + "/v1/models/g2/replicas").json()
+        assert sorted(s["served"] for s in stats) == [2, 2], "idle replicas take turns"
         victim = workers[0]
         victim_address = next(rep["worker_address"] for rep in desc["replicas"]
                               if _owns(victim, rep["worker_address"]))
+        orphans = [p.pid for p in victim.tree()]
+        assert orphans, "the victim's replica runs in its own process"
 
         # one long stream on each replica (the least busy one takes the second)
         long_streams: list = []
@@ -107,6 +119,20 @@ def test_killing_a_worker_fails_no_request(tmp_path):
             f"the dead replica's stream: {cut[0][-1:]} {[(len(f), d, t) for f, d, t in long_streams]} {killed}")
         assert "went away" in cut[0][-1]["error"]["message"]
         assert whole[1] and whole[0][-1]["choices"][0]["finish_reason"] == "length"
+        wait_until(lambda: not _alive(orphans), 10, what="the dead worker's replica exits")
+
+        # SIGTERM on the last worker: it stops its replicas and leaves
+        last = workers[1]
+        replica_pids = [p.pid for p in last.tree()]
+        assert len(replica_pids) >= 2
+        last.proc.send_signal(signal.SIGTERM)
+        assert last.proc.wait(60) == 0, last.log()[-2000:]
+        assert not _alive(replica_pids) and _workers(endpoint) == []
+        # with no worker left to relaunch them on, the replicas are given up (after 1+2+4 s)
+        wait_until(lambda: requests.get(endpoint + "/v1/models/g2").status_code == 404, 30,
+                   what="model dropped")
+        gone = requests.get(endpoint + "/v1/models/g2").json()["detail"]
+        assert "no worker can take it" in gone, gone
     finally:
         for w in workers:
             w.stop(signal.SIGKILL)

@@ -56,6 +56,17 @@ class FakeWorker(xo.StatelessActor):
     def __init__(self) -> None:
         super().__init__()
         self.plans: Dict[str, Dict[str, Any]] = {}
+        self.metas: Dict[str, Dict[str, Any]] = {}
+        self.need: Optional[Dict[str, Any]] = None  # what memory_need answers
+
+    async def memory_need(self, plan: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        return self.need
+
+    async def set_need(self, need: Optional[Dict[str, Any]]) -> None:
+        self.need = need
+
+    async def meta(self, replica_uid: str) -> Dict[str, Any]:
+        return self.metas[replica_uid]
 
     @classmethod
     def default_uid(cls) -> str:
@@ -63,6 +74,7 @@ class FakeWorker(xo.StatelessActor):
 
     async def launch_replica(self, replica_uid: str, plan: Dict[str, Any], env=None, model=None):
         self.plans[replica_uid] = plan
+        self.metas[replica_uid] = model or {}
         await xo.create_actor(FakeReplica, replica_uid, uid=replica_uid, address=self.address)
         return {"address": self.address, "context_length": 128, "worker_address": self.address}
 

@@ -233,3 +233,20 @@ async def test_internal_addresses_are_for_admins_only():
             assert reader.status_code == 200, reader.text
             assert stack.address in admin or path.endswith("progress")
             assert stack.address not in reader.text and "address" not in reader.text, (path, reader.text)
+
+
+def test_model_events_name_no_internal_port_to_non_admins():
+    from xinference.api import context
+    from xinference.api.auth.config import Quota
+    from xinference.api.auth.redact import events_for_caller
+
+    events = [{"time": 1.0, "kind": "relaunching", "replica_uid": "m-0",
+               "message": "on worker 10.1.2.3:39345 (was [::1]:8080)"}]
+    assert events_for_caller(events) == events  # no --auth-config
+    for perms, seen in ((frozenset({"admin"}), "on worker 10.1.2.3:39345 (was [::1]:8080)"),
+                        (frozenset({"models:read"}), "on worker 10.1.2.3 (was [::1])")):
+        token = context.principal.set(Principal("u", perms, "key:1", "sk-1…", Quota()))
+        try:
+            assert events_for_caller(events)[0]["message"] == seen
+        finally:
+            context.principal.reset(token)

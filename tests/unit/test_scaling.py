@@ -111,3 +111,42 @@ async def test_stop_cluster_terminates_every_model_and_keeps_an_in_process_app_u
     assert body["result"] is True and sorted(body["models"]) == ["m", "n"] and body["workers"] == [stack.address]
     assert (await stack.http.get("/v1/models")).json()["data"] == []
     assert (await stack.http.get("/status")).status_code == 200
+
+
+async def test_launches_reserve_memory_until_the_worker_reports_it_held():
+    """The supervisor counts what it placed on a worker before the worker's next
+    heartbeat says so: two launches in a row cannot both take the same free memory."""
+    gib = 1 << 30
+    async with running_stack() as s:
+        await s.supervisor.add_worker(s.address, {"memory_available": 10 * gib, "memory_total": 16 * gib,
+                                                  "gpus": []})
+        await s.worker.set_need({"weights": 3 * gib, "kv_cache": gib, "overhead": 0, "kv_tokens": 100})
+        r = await s.http.post("/v1/models", json={"model_name": "gemma-3", "model_uid": "a", "replica": 2})
+        assert r.status_code == 200, r.text
+        assert (await s.worker.meta("a-1"))["reserve"] == 4 * gib
+        assert [x["memory_reserved"] for x in (await s.http.get("/v1/models/a")).json()["replicas"]] == [4 * gib] * 2
+        r = await s.http.post("/v1/models", json={"model_name": "gemma-3", "model_uid": "b"})
+        assert r.status_code == 503, r.text
+        error = r.json()["error"]
+        assert error["code"] == "insufficient_memory" and r.headers["retry-after"]
+        assert "One replica needs 4.00 GiB (weights 3.00 GiB, KV cache 1.00 GiB for 100 tokens" in error["message"]
+        assert f"worker {s.address} has 2.00 GiB free of 16.00 GiB" in error["message"]
+        assert (await s.http.get("/v1/models/b")).status_code == 404
+        r = await s.http.post("/v1/models/a/replicas", json={"count": 1})
+        assert r.status_code == 503 and "insufficient_memory" in r.text
+        # the worker reports both replicas hold their memory now (it left available memory)
+        await s.supervisor.heartbeat(s.address, {"memory_available": 2 * gib, "memory_total": 16 * gib,
+                                                 "reserved": {"a-0": 0, "a-1": 0}}, ["a-0", "a-1"])
+        assert (await s.http.post("/v1/models", json={"model_name": "gemma-3", "model_uid": "b"})).status_code == 503
+        # terminating a frees its reservation
+        assert (await s.http.delete("/v1/models/a")).status_code == 200
+        await s.supervisor.heartbeat(s.address, {"memory_available": 10 * gib, "memory_total": 16 * gib,
+                                                 "reserved": {}}, [])
+        r = await s.http.post("/v1/models", json={"model_name": "gemma-3", "model_uid": "b"})
+        assert r.status_code == 200, r.text
+        from tests.unit.test_lora_cli import _serve, _xinference
+
+        async with _serve(s.app) as url:
+            out = await _xinference("replicas", "-u", "b", "-e", url)
+        header, _, row = out.output.splitlines()[:3]
+        assert header.split()[3] == "Memory" and row.split()[3:5] == ["4.00", "GiB"], out.output

@@ -17,6 +17,7 @@ from ..model.hub.progress import DownloadProgress
 from ..model.llm.engines import get_engine_class
 from ..model.llm.engines.base import LLMEngine
 from ..model.llm.llm import LLM
+from ..model.memory import disk_bytes
 from ..model.plans import load_plan
 from ..types import GenerationDelta, SamplingParams
 
@@ -54,13 +55,6 @@ def hold_boot_time() -> None:
     platform.boot_time = lambda: boot
 
 
-def _disk_bytes(path: str) -> int:
-    """Bytes of a weights file, or of every file under a weights folder."""
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
-
-
 class ModelActor(xo.StatelessActor):
     def __init__(self, replica_uid: str, plan: Dict[str, Any]):
         super().__init__()
@@ -78,15 +72,28 @@ class ModelActor(xo.StatelessActor):
         self._served = 0
         self._created = time.time()
         self._weights_bytes: Optional[int] = None  # the weights' size on disk
+        self._path: Optional[str] = None  # where fetch() put the weights
 
     async def __post_create__(self) -> None:
         self._orphan_watch = asyncio.create_task(_exit_when_orphaned())
 
-    async def load(self) -> Dict[str, Any]:
+    async def fetch(self) -> Optional[Dict[str, Any]]:
+        """Puts the weights on disk (downloading them if needed); returns what the
+        replica will hold in memory, now measured from the files, for the worker to
+        check before anything is loaded."""
         plan = self._plan
         self._stage = "downloading"
-        path = await asyncio.to_thread(plan.resolve_weights, self._download)
-        self._weights_bytes = await asyncio.to_thread(_disk_bytes, path)
+        path: str = await asyncio.to_thread(plan.resolve_weights, self._download)
+        self._path = path
+        self._weights_bytes = await asyncio.to_thread(disk_bytes, path)
+        need = await asyncio.to_thread(plan.memory_need)
+        return need.as_dict() if need is not None else None
+
+    async def load(self) -> Dict[str, Any]:
+        plan = self._plan
+        if self._path is None:  # a caller that did not fetch() first
+            self._path = await asyncio.to_thread(plan.resolve_weights, self._download)
+        path = str(self._path)
         self._stage = "loading"
         if plan.model_type == "LLM":
             await self._load_llm(path)
@@ -142,6 +149,7 @@ class ModelActor(xo.StatelessActor):
             "served": self._served,
             "ready": self._llm is not None or self._model is not None,
             "weights_bytes": self._weights_bytes,
+            "pid": os.getpid(),  # the worker measures what it holds
             **stats,
         }
 

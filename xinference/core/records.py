@@ -34,11 +34,13 @@ class ReplicaRecord:
     weights_bytes: Optional[int] = None  # the size of the weights it loaded
     restarting: bool = False  # its process died; being relaunched
     draining: bool = False  # its worker is stopping: no new request goes there
+    removing: bool = False  # removed on request: draining, then stopped, never relaunched
+    reserve: int = 0  # bytes of its worker's memory placed for it (0: not estimated)
     budget: RestartBudget = field(default_factory=RestartBudget)
 
     @property
     def state(self) -> str:
-        if self.draining:
+        if self.draining or self.removing:
             return "draining"
         return "ready" if self.ready else "restarting" if self.restarting else "starting"
 
@@ -58,6 +60,12 @@ class ModelRecord:
     launch_request: Optional[Dict[str, Any]] = None  # what a restarted supervisor relaunches
     wanted: int = 0  # replicas it should have (launched, then scaled)
     events: ModelEvents = field(default_factory=ModelEvents)
+
+    def replica_meta(self, replica: ReplicaRecord) -> Dict[str, Any]:
+        """What a worker keeps about a replica it launches: the model it belongs to
+        (reported when the worker registers again) and the memory reserved for it."""
+        return {"model_uid": self.model_uid, "request_limits": self.request_limits,
+                "reserve": replica.reserve}
 
     @property
     def lora_names(self) -> List[str]:
@@ -91,6 +99,7 @@ class ModelRecord:
                     "worker_address": r.worker_address,
                     "ready": r.ready,
                     "state": r.state,
+                    "memory_reserved": r.reserve,
                 }
                 for r in self.replicas
             ],

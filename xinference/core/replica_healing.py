@@ -6,11 +6,9 @@ serves from its other replicas. Every step is an event of the model's history.""
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from ..constants import MAX_REPLICAS_PER_WORKER
 from ..errors import XinferenceError
-from .placement import WorkerView, choose_workers
 from .records import ModelRecord, ReplicaRecord, WorkerRecord
 
 logger = logging.getLogger(__name__)
@@ -26,7 +24,7 @@ class ReplicaHealing:
     _failed: Dict[str, str]
 
     if TYPE_CHECKING:
-        def _worker_views(self) -> List[WorkerView]: ...
+        async def _place(self, plan: Any, count: int, worker_ip: Optional[str]) -> List[Tuple[str, int]]: ...
 
         def _record(self, model_uid: str) -> ModelRecord: ...
 
@@ -49,6 +47,8 @@ class ReplicaHealing:
         it when its model is still launching or its budget is spent."""
         uid = replica.replica_uid
         record.events.add(kind, uid, reason)
+        if replica.removing:
+            return  # it was being stopped anyway
         if replica.restarting:
             return  # its relaunch is under way: that attempt fails and is retried
         if not record.launched or record.cancelled:
@@ -74,19 +74,20 @@ class ReplicaHealing:
     async def _relaunch(self, record: ModelRecord, replica: ReplicaRecord, cause: str) -> None:
         uid = replica.replica_uid
         plan = record.plan.model_dump()
-        model = {"model_uid": record.model_uid, "request_limits": record.request_limits}
         while True:
             await asyncio.sleep(replica.budget.delay())
             if self._models.get(record.model_uid) is not record or replica not in record.replicas:
                 return  # terminated meanwhile
-            address = self._relaunch_target(record, replica)
-            if address is None:
-                error = "no worker can take it"
-            else:
+            try:
+                address = await self._relaunch_target(record, replica)
+            except XinferenceError as e:
+                address, error = None, f"no worker can take it: {e.message}"
+            if address is not None:
                 replica.worker_address = address
                 record.events.add("relaunching", uid, f"on worker {address}")
                 try:
-                    info = await self._workers[address].ref.launch_replica(uid, plan, record.env, model)
+                    info = await self._workers[address].ref.launch_replica(
+                        uid, plan, record.env, record.replica_meta(replica))
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # noqa: BLE001 - the next attempt, or give up
@@ -106,18 +107,14 @@ class ReplicaHealing:
                 self._give_up(record, replica, f"{cause}, and it could not be relaunched: {error}")
                 return
 
-    def _relaunch_target(self, record: ModelRecord, replica: ReplicaRecord) -> Optional[str]:
-        """The replica's own worker while it is registered, else the one placement picks."""
+    async def _relaunch_target(self, record: ModelRecord, replica: ReplicaRecord) -> str:
+        """The replica's own worker while it is registered (its memory is still
+        reserved there), else the one placement picks."""
         if replica.worker_address in self._workers:
             return replica.worker_address
-        plan: Any = record.plan
-        n_gpu = plan.n_gpu if isinstance(getattr(plan, "n_gpu", None), int) else 0
-        try:
-            return choose_workers(self._worker_views(), 1, record.worker_ip, n_gpu,
-                                  max_per_worker=MAX_REPLICAS_PER_WORKER,
-                                  remote_code_model=plan.model_name if plan.needs_remote_code else None)[0]
-        except XinferenceError:
-            return None
+        [(address, reserve)] = await self._place(record.plan, 1, record.worker_ip)
+        replica.reserve = reserve
+        return address
 
     def _stop_healing(self, record: ModelRecord) -> None:
         for replica in record.replicas:

@@ -5,13 +5,12 @@ routing first, finishes what it runs (up to a drain timeout), then stops."""
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import xoscar as xo
 
-from ..constants import MAX_REPLICAS, MAX_REPLICAS_PER_WORKER, ROUTE_TTL_S
+from ..constants import MAX_REPLICAS, ROUTE_TTL_S
 from ..errors import ConflictError, InvalidRequestError, ModelNotFoundError
-from .placement import WorkerView, choose_workers
 from .records import ModelRecord, ReplicaRecord, WorkerRecord
 
 logger = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ class ReplicaScaling:
     _healing: Dict[str, Any]
 
     if TYPE_CHECKING:
-        def _worker_views(self) -> List[WorkerView]: ...
+        async def _place(self, plan: Any, count: int, worker_ip: Optional[str]) -> List[Tuple[str, int]]: ...
 
         def _record(self, model_uid: str) -> ModelRecord: ...
 
@@ -50,25 +49,21 @@ class ReplicaScaling:
                 f"the most a model may have ({MAX_REPLICAS}, XINFERENCE_MAX_REPLICAS).",
                 param="count", code="replica_limit")
         plan: Any = record.plan
-        n_gpu = plan.n_gpu if isinstance(getattr(plan, "n_gpu", None), int) else 0
-        addresses = choose_workers(self._worker_views(), count, worker_ip or record.worker_ip, n_gpu,
-                                   max_per_worker=MAX_REPLICAS_PER_WORKER,
-                                   remote_code_model=plan.model_name if plan.needs_remote_code else None)
+        placed = await self._place(plan, count, worker_ip or record.worker_ip)
         taken = {r.replica_uid for r in record.replicas}
         index = 0
         added: List[ReplicaRecord] = []
-        for address in addresses:
+        for address, reserve in placed:
             while f"{model_uid}-{index}" in taken:
                 index += 1
             taken.add(f"{model_uid}-{index}")
-            added.append(ReplicaRecord(f"{model_uid}-{index}", address))
+            added.append(ReplicaRecord(f"{model_uid}-{index}", address, reserve=reserve))
         record.replicas.extend(added)  # listed as starting; routed to once ready
         dump = plan.model_dump()
-        meta = {"model_uid": model_uid, "request_limits": record.request_limits}
 
         async def one(replica: ReplicaRecord) -> None:
             info = await self._workers[replica.worker_address].ref.launch_replica(
-                replica.replica_uid, dump, record.env, meta)
+                replica.replica_uid, dump, record.env, record.replica_meta(replica))
             replica.address = info["address"]
             replica.context_length = info.get("context_length")
             replica.weights_bytes = info.get("weights_bytes")
@@ -97,7 +92,9 @@ class ReplicaScaling:
             known = ", ".join(r.replica_uid for r in record.replicas)
             raise ModelNotFoundError(f"Model {model_uid} has no replica {replica_uid!r}; its replicas: "
                                      f"{known}.", param="replica_id", code="replica_not_found")
-        if len(record.replicas) == 1:
+        if replica.removing:
+            raise ConflictError(f"Replica {replica_uid} is being removed already.", param="replica_id")
+        if sum(not r.removing for r in record.replicas) == 1:
             raise InvalidRequestError(
                 f"{replica_uid} is the last replica of {model_uid}: terminate the model instead.",
                 param="replica_id")
@@ -110,13 +107,16 @@ class ReplicaScaling:
 
     async def _stop_replica(self, record: ModelRecord, replica: ReplicaRecord,
                             drain_timeout: float = 0.0) -> None:
-        if replica in record.replicas:
-            record.replicas.remove(replica)  # locate no longer lists it
+        replica.removing = True  # locate no longer lists it; describe shows it draining
         task = self._healing.pop(replica.replica_uid, None)
         if task is not None:
             task.cancel()
-        if replica.address and drain_timeout > 0:
-            await drain_replica(replica, drain_timeout)
+        try:
+            if replica.address and drain_timeout > 0:
+                await drain_replica(replica, drain_timeout)
+        finally:
+            if replica in record.replicas:
+                record.replicas.remove(replica)
         worker = self._workers.get(replica.worker_address)
         if worker is not None:
             try:

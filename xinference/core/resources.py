@@ -1,7 +1,7 @@
 """What a worker machine has: CPU, memory and, through NVML when present, GPUs."""
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import psutil
 
@@ -46,3 +46,21 @@ def machine_status() -> Dict[str, Any]:
         "memory_available": int(mem.available),
         "gpus": gpu_status(),
     }
+
+
+def unheld_bytes(pid: Optional[int], reserved: int) -> int:
+    """What a replica reserved and does not hold in memory yet: the reservation less the
+    private memory of its process and the processes it started (vLLM's engine core).
+    Pages mapped from a file (llama.cpp's weights) do not count as held: the kernel
+    reclaims them under pressure, and memory_available counts them as free."""
+    if not pid or not reserved:
+        return reserved
+    try:
+        root = psutil.Process(pid)
+        held = 0
+        for proc in [root, *root.children(recursive=True)]:
+            mem = proc.memory_info()
+            held += max(0, mem.rss - getattr(mem, "shared", 0))
+    except psutil.Error:
+        return reserved
+    return max(0, reserved - held)

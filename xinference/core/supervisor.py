@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import xoscar as xo
 
-from ..constants import HEARTBEAT_INTERVAL, MAX_REPLICAS, MAX_REPLICAS_PER_WORKER, WORKER_TIMEOUT
+from ..constants import HEARTBEAT_INTERVAL, MAX_REPLICAS, WORKER_TIMEOUT
 from ..errors import (
     ConflictError,
     InvalidRequestError,
@@ -25,9 +25,9 @@ from ..model.registry import ModelRegistry
 from ..types import LoRASpec
 from .launched_store import LaunchedStore
 from .model_restore import ModelRestore
-from .placement import WorkerView, choose_workers
 from .records import ModelRecord, ReplicaRecord, WorkerRecord
 from .replica_healing import ReplicaHealing
+from .replica_placement import ReplicaPlacement
 from .replica_scaling import ReplicaScaling, drain_replica
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 SUPERVISOR_UID = "supervisor"
 
 
-class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.StatelessActor):
+class SupervisorActor(ReplicaPlacement, ReplicaHealing, ReplicaScaling, ModelRestore, xo.StatelessActor):
     def __init__(
         self, worker_timeout: float = WORKER_TIMEOUT, heartbeat_interval: float = HEARTBEAT_INTERVAL,
         store: Optional[LaunchedStore] = None, restore: bool = True,
@@ -110,6 +110,7 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.Stateless
             ready_since=time.monotonic(),
             context_length=report.get("context_length"),
             weights_bytes=report.get("weights_bytes"),
+            reserve=int(meta.get("reserve") or 0),
         )
         record = self._models.get(model_uid)
         if record is None:
@@ -217,19 +218,15 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.Stateless
         worker_ip = worker_ip or pinned
         plan = plan_model(kind, family=family, **req)
         self._check_lora_names(model_uid, getattr(plan, "lora_list", []))
-        addresses = choose_workers(
-            self._worker_views(),
-            replica,
-            worker_ip,
-            n_gpu if isinstance(n_gpu, int) else 0,
-            max_per_worker=MAX_REPLICAS_PER_WORKER,
-            remote_code_model=plan.model_name if plan.needs_remote_code else None,
-        )
         plan.n_gpu = n_gpu
+        placed = await self._place(plan, replica, worker_ip)
+        if model_uid in self._models or model_uid in self._launches:  # taken while we asked
+            raise ConflictError(f"Model {model_uid!r} is already running.", param="model_uid")
         record = ModelRecord(
             model_uid=model_uid,
             plan=plan,
-            replicas=[ReplicaRecord(f"{model_uid}-{i}", addr) for i, addr in enumerate(addresses)],
+            replicas=[ReplicaRecord(f"{model_uid}-{i}", addr, reserve=reserve)
+                      for i, (addr, reserve) in enumerate(placed)],
             request_limits=request_limits,
             env=env,
             worker_ip=worker_ip,
@@ -279,11 +276,10 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.Stateless
 
     async def _launch_replicas(self, record: ModelRecord, env: Optional[Dict[str, str]]) -> None:
         plan = record.plan.model_dump()
-        model = {"model_uid": record.model_uid, "request_limits": record.request_limits}
 
         async def one(replica: ReplicaRecord) -> None:
             worker = self._workers[replica.worker_address].ref
-            info = await worker.launch_replica(replica.replica_uid, plan, env, model)
+            info = await worker.launch_replica(replica.replica_uid, plan, env, record.replica_meta(replica))
             replica.address = info["address"]
             replica.context_length = info.get("context_length")
             replica.weights_bytes = info.get("weights_bytes")
@@ -325,23 +321,6 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.Stateless
                     await worker.ref.terminate_replica(replica.replica_uid)
                 except Exception as e:
                     logger.debug("undo %s: %s", replica.replica_uid, e)
-
-    def _worker_views(self) -> List[WorkerView]:
-        return [
-            WorkerView(
-                w.address,
-                self._replicas_on(w.address),
-                int(w.status.get("memory_available", 0)),
-                len(w.status.get("gpus", [])),
-                bool(w.status.get("trust_remote_code", False)),
-            )
-            for w in self._workers.values()
-        ]
-
-    def _replicas_on(self, address: str) -> int:
-        return sum(
-            1 for m in self._models.values() for r in m.replicas if r.worker_address == address
-        )
 
     def _check_lora_names(self, model_uid: str, lora_list: List[LoRASpec]) -> None:
         """Adapter names are model ids: each must be free among uids and adapters."""
@@ -497,7 +476,7 @@ class SupervisorActor(ReplicaHealing, ReplicaScaling, ModelRestore, xo.Stateless
         (None: the base model), the model's adapters, the ready replicas (the REST
         layer talks to them directly) and the model's request limit."""
         record, lora_name = self._resolve(model, by_name=True)
-        ready = [r for r in record.replicas if r.ready and r.address and not r.draining]
+        ready = [r for r in record.replicas if r.ready and r.address and not (r.draining or r.removing)]
         if not ready:
             restarting = sum(r.restarting for r in record.replicas)
             why = (f"its {restarting} replica(s) are being relaunched after a failure" if restarting

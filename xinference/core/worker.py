@@ -8,17 +8,23 @@ from typing import Any, Dict, List, Optional, Set
 
 import xoscar as xo
 
-from ..constants import HEARTBEAT_INTERVAL, MAX_REPLICAS_PER_WORKER, trust_remote_code_allowed
+from ..constants import (
+    CHECK_MEMORY,
+    HEARTBEAT_INTERVAL,
+    MAX_REPLICAS_PER_WORKER,
+    trust_remote_code_allowed,
+)
 from ..errors import InvalidRequestError, LaunchFailedError, ModelNotFoundError, XinferenceError
 from ..model.hub import cache
 from ..model.launch_env import check_launch_env
 from ..model.llm.engines import get_engine_class
+from ..model.memory import MemoryNeed
 from ..model.plans import load_plan
 from ..model.remote_code import check_allowed
 from .discovery import supervisor_address_from
 from .model_actor import ModelActor
-from .placement import allocate_gpus
-from .resources import gpu_status, machine_status
+from .placement import WorkerView, allocate_gpus, check_gpu_memory, choose_workers
+from .resources import gpu_status, machine_status, unheld_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +83,8 @@ class WorkerActor(xo.StatelessActor):
         self._starting: Set[str] = set()
         # replica uid -> the cache entry (model version) it uses, launching ones included
         self._versions: Dict[str, str] = {}
+        # replica uid -> bytes of memory the supervisor placed for it (launching ones too)
+        self._reserve: Dict[str, int] = {}
         self._heartbeat: Optional[asyncio.Task] = None
         self._supervisor: Any = None
         self._closed = False
@@ -141,15 +149,32 @@ class WorkerActor(xo.StatelessActor):
             logger.warning("registering with %s failed: %s", address, e)
 
     def _status(self) -> Dict[str, Any]:
-        # trust_remote_code: the supervisor places models that need it only here if set
+        # trust_remote_code: the supervisor places models that need it only here if set;
+        # reserved: per replica, what it reserved and does not hold yet (memory_available
+        # counts what it holds already)
         return {**machine_status(), "reserved_gpus": sorted(self._reserved_gpus()),
-                "trust_remote_code": trust_remote_code_allowed()}
+                "trust_remote_code": trust_remote_code_allowed(),
+                "reserved": {uid: unheld_bytes(self._replicas.get(uid, {}).get("pid"), reserve)
+                             for uid, reserve in self._reserve.items()}}
 
     def _reserved_gpus(self) -> set:
         return {i for held in self._gpus.values() for i in held}
 
     async def status(self) -> Dict[str, Any]:
         return {**self._status(), "replicas": sorted(self._replicas)}
+
+    async def memory_need(self, plan: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """What one replica of `plan` would hold in this machine's memory, from the
+        weights as they are here (None: cannot say). On a GPU the weights and KV cache
+        live in GPU memory, which the launch checks on the GPUs it reserves."""
+        launch = load_plan(plan)
+        need = await asyncio.to_thread(launch.memory_need)
+        if need is None:
+            return None
+        free_gpus = [g for g in gpu_status() if g["index"] not in self._reserved_gpus()]
+        if (launch.n_gpu == "auto" and free_gpus) or (isinstance(launch.n_gpu, int) and launch.n_gpu > 0):
+            need = MemoryNeed(weights=0, overhead=need.overhead, basis=need.basis)
+        return need.as_dict()
 
     async def launch_replica(
         self,
@@ -173,12 +198,14 @@ class WorkerActor(xo.StatelessActor):
         if not launch.model_path:
             self._versions[replica_uid] = launch.model_version
         self._starting.add(replica_uid)
+        self._reserve[replica_uid] = int((model or {}).get("reserve") or 0)
         try:
             return await self._launch(replica_uid, launch, env, model)
         finally:
             self._starting.discard(replica_uid)
             if replica_uid not in self._replicas:
                 self._versions.pop(replica_uid, None)
+                self._reserve.pop(replica_uid, None)
 
     async def _launch(self, replica_uid: str, launch: Any, env: Optional[Dict[str, str]],
                       model: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -188,7 +215,12 @@ class WorkerActor(xo.StatelessActor):
             # (cache, download) happens in the replica's process: cancelling the launch
             # ends a download with it, and this actor's heartbeats never wait on one.
             await asyncio.to_thread(launch.resolve_weights)
-        gpus = allocate_gpus([g["index"] for g in gpu_status()], self._reserved_gpus(), launch.n_gpu)
+        gpu_list = gpu_status()
+        gpus = allocate_gpus([g["index"] for g in gpu_list], self._reserved_gpus(), launch.n_gpu)
+        if gpus and CHECK_MEMORY:
+            need = await asyncio.to_thread(launch.memory_need)
+            if need is not None:
+                check_gpu_memory(need, gpu_list, gpus)
         launch.n_gpu = len(gpus)
         plan = launch.model_dump()
         # The replica sees only the GPUs reserved for it (none: CPU only).
@@ -205,6 +237,9 @@ class WorkerActor(xo.StatelessActor):
             ref = await xo.create_actor(
                 ModelActor, replica_uid, plan, uid=replica_uid, address=sub_address
             )
+            need = await ref.fetch()
+            if need is not None and CHECK_MEMORY and not gpus:
+                self._check_fits(replica_uid, MemoryNeed.from_dict(need))
             info = await ref.load()
         except BaseException as e:
             self._gpus.pop(replica_uid, None)
@@ -222,6 +257,22 @@ class WorkerActor(xo.StatelessActor):
         report = {**info, "address": sub_address, "worker_address": self.address}
         self._replicas[replica_uid] = {**report, "plan": plan, "model": model or {}}
         return report
+
+    def _check_fits(self, replica_uid: str, need: MemoryNeed) -> None:
+        """Once the weights are on disk the estimate is exact (a download's size, the
+        KV cache read from its header): if it grew past what was reserved for this
+        replica, the rest must fit in what is free here, or the launch stops before
+        loading rather than being killed for memory later."""
+        reserved = self._reserve.get(replica_uid, 0)
+        if need.total <= reserved:
+            return
+        status = machine_status()
+        others = sum(unheld_bytes(self._replicas.get(uid, {}).get("pid"), r)
+                     for uid, r in self._reserve.items() if uid != replica_uid)
+        free = status["memory_available"] - others + reserved
+        here = WorkerView(self.address, 0, free, memory_total=status["memory_total"])
+        choose_workers([here], 1, need={self.address: need})  # raises with the figures
+        self._reserve[replica_uid] = need.total
 
     async def progress(self, replica_uid: str) -> Dict[str, Any]:
         sub = self._launching.get(replica_uid)
@@ -263,6 +314,7 @@ class WorkerActor(xo.StatelessActor):
         """Drops a replica's bookkeeping and frees its GPUs; returns its report."""
         self._gpus.pop(replica_uid, None)
         self._versions.pop(replica_uid, None)
+        self._reserve.pop(replica_uid, None)
         return self._replicas.pop(replica_uid, None)
 
     async def _remove_sub_pool(self, sub_address: str) -> None:

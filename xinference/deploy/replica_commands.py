@@ -27,9 +27,11 @@ def replicas(endpoint, model_uid) -> None:
         live: Dict[str, Any] = load.get(r["replica_uid"], {})
         state = "unreachable" if live.get("down") else r.get("state", "ready" if r["ready"] else "starting")
         slots = (f"{live['slots_busy']}/{live['slots_total']}" if "slots_total" in live else "")
-        rows.append((r["replica_uid"], r["worker_address"], state, live.get("inflight", ""),
+        reserved = r.get("memory_reserved") or 0
+        rows.append((r["replica_uid"], r["worker_address"], state,
+                     f"{reserved / (1 << 30):.2f} GiB" if reserved else "", live.get("inflight", ""),
                      live.get("served", ""), slots, live.get("queue_length", "")))
-    click.echo(tabulate(rows, headers=["Replica", "Worker", "State", "In flight", "Served",
+    click.echo(tabulate(rows, headers=["Replica", "Worker", "State", "Memory", "In flight", "Served",
                                        "Slots busy", "Queued"]))
     click.echo(f"\nRestarts: {desc.get('restarts', 0)}"
                + (f"; last error: {desc['last_error']}" if desc.get("last_error") else ""))

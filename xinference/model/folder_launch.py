@@ -6,12 +6,16 @@ from typing import Any, Dict, Mapping, Optional
 from pydantic import BaseModel
 
 from ..errors import InvalidRequestError
-from .hub.fetch import fetch_weights
+from .hub.fetch import fetch_weights, local_weights
 from .hub.folder_family import FolderSource
 from .hub.progress import DownloadProgress
 from .launch_options import Option, check_options
+from .memory import MemoryNeed, MiB, disk_bytes
 
 ENGINE = "sentence_transformers"
+# A sentence-transformers replica besides its weights: torch, transformers and
+# xinference imported take about 210 MiB resident here, plus activations
+OVERHEAD = 400 * MiB
 
 
 def check_request(kind: str, model_engine: Optional[str], engine_kwargs: Optional[Dict[str, Any]],
@@ -56,6 +60,14 @@ class FolderPlan(BaseModel):
         return bool(self.family.trust_remote_code)  # type: ignore[attr-defined]
 
     def resolve_weights(self, progress: Optional[DownloadProgress] = None) -> str:
-        request = self.family.weights_request(self.model_name, self.model_type,
-                                              self.model_path, self.download_hub)
-        return fetch_weights(request, progress)
+        return fetch_weights(self._weights_request(), progress)
+
+    def _weights_request(self) -> Any:
+        return self.family.weights_request(self.model_name, self.model_type, self.model_path,
+                                           self.download_hub)
+
+    def memory_need(self) -> Optional[MemoryNeed]:
+        """What a replica holds; None while its weights are not on this machine (these
+        families give no parameter count to estimate them from)."""
+        path = local_weights(self._weights_request())
+        return MemoryNeed(weights=disk_bytes(path), overhead=OVERHEAD) if path else None

@@ -1,5 +1,6 @@
 """The Launch tab: cascading choices from the catalogue, a launch that shows its
-progress, and the running models with a terminate button each."""
+progress, the running models with a terminate button each, and the replicas and
+events of one of them (replicas_panel.py)."""
 
 import time
 from functools import partial
@@ -23,6 +24,7 @@ from .launch_options import (
     size_value,
 )
 from .page import Page
+from .replicas_panel import ReplicasPanel
 from .streams import readable_error
 
 POLL_INTERVAL_S = 0.5
@@ -245,7 +247,7 @@ def refresh_models(page: Page, lang: str) -> Any:
         return gr.skip()
 
 
-def _running_table(page: Page, status: Any) -> None:
+def _running_table(page: Page, status: Any, panel: ReplicasPanel) -> None:
     @gr.render(inputs=[page.models, page.lang])
     def table(models: Optional[Dict[str, Any]], lang: str) -> None:
         t = Translator(lang)
@@ -257,10 +259,13 @@ def _running_table(page: Page, status: Any) -> None:
             for column in RUNNING_COLUMNS:
                 gr.Markdown(t(f"running.{column}"), elem_classes="xinf-cell")
             gr.Markdown("", elem_classes="xinf-cell xinf-action")
+            gr.Markdown("", elem_classes="xinf-cell xinf-action")
         for row in rows:
             with gr.Row(elem_classes="xinf-row xinf-model", key=f"row-{row[0]}"):
                 for cell in row:
                     gr.Markdown(cell, elem_classes="xinf-cell")
+                manage = gr.Button(t("running.manage"), size="sm", elem_classes="xinf-cell xinf-action xinf-manage")
+                panel.wire_select(manage, row[0])
                 button = gr.Button(t("running.terminate"), variant="stop", size="sm",
                                    elem_classes="xinf-cell xinf-action xinf-terminate")
                 button.click(partial(_terminate, page, row[0]), inputs=[page.lang],
@@ -274,7 +279,9 @@ def build_launch_tab(page: Page) -> Any:
             page.make(gr.Markdown, {"value": "running.title"})
             refresh = page.make(gr.Button, {"value": "running.refresh"}, size="sm", scale=0,
                                 elem_id="running-refresh")
-        _running_table(page, form.status)
+        panel = ReplicasPanel(page)  # its components are placed below the table
+        _running_table(page, form.status, panel)
+        panel.place()
     type_inputs = [form.model_type, form.family, page.lang]
     type_outputs = [form.family, *form.spec_dropdowns]
     form.model_type.input(partial(_on_type, page), type_inputs, type_outputs)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Request
 from ...errors import InvalidRequestError
 from ...model.launch_env import check_launch_env
 from ...model.plans import model_type_name
-from ..auth.redact import for_caller
+from ..auth.redact import events_for_caller, for_caller
 from ..protocol.xinference import AddReplicasRequest, LaunchModelRequest
 
 router = APIRouter(tags=["Models"])
@@ -161,7 +161,7 @@ async def remove_replica(model_uid: str, replica_id: str, request: Request,
 @router.get("/v1/models/{model_uid}/events",
             summary="The model's history: replicas that crashed or lost their worker, relaunches")
 async def events(model_uid: str, request: Request):
-    return {"object": "list", "data": await _supervisor(request).model_events(model_uid)}
+    return {"object": "list", "data": events_for_caller(await _supervisor(request).model_events(model_uid))}
 
 
 @router.get("/v1/engines/{model_name}", summary="Engines that can run a model")

@@ -46,6 +46,26 @@ def fetch_weights(req: WeightsRequest, progress: Optional[DownloadProgress] = No
     return _download(req, hub, req.sources[hub], entry, progress)
 
 
+def local_weights(req: WeightsRequest) -> Optional[str]:
+    """What fetch_weights would return if it needs no download and no assembly (the
+    path, a registration's URI, a complete cache entry, an installed folder package);
+    None otherwise. For estimates: a bad path is left for the launch to report."""
+    try:
+        if req.model_path or req.model_uri:
+            return fetch_weights(req)
+    except InvalidRequestError:
+        return None
+    record = cache.read_complete(cache.entry_dir(req.model_version))
+    if record is not None:
+        return _target(cache.entry_dir(req.model_version), req.kind, record)
+    if req.embedded_package and req.kind == "folder":
+        try:
+            return assemble_embedded(req, cache.entry_dir(req.model_version))
+        except InvalidRequestError:
+            return None
+    return None
+
+
 def _target(entry: Path, kind: str, record: Dict) -> str:
     if kind == "file":
         return str(entry / record["main_file"])

@@ -10,11 +10,18 @@ from pydantic import BaseModel
 
 from ...errors import InvalidRequestError
 from ...types import LoRASpec
-from ..hub.fetch import fetch_weights
+from ..hub.fetch import fetch_weights, local_weights
 from ..hub.progress import DownloadProgress
 from ..hub.request import HubFiles, WeightsRequest
 from ..hub.source import check_hub, pick_hub
 from ..launch_options import check_options
+from ..memory import (
+    MemoryNeed,
+    catalogue_weights,
+    disk_bytes,
+    gguf_bits_per_weight,
+    kv_bytes_per_token,
+)
 from .engines import ENGINES, get_engine_class
 from .family import LLMFamily, LLMSpec, get_family, match_spec
 
@@ -54,6 +61,20 @@ class LaunchPlan(BaseModel):
 
     def resolve_weights(self, progress: Optional[DownloadProgress] = None) -> str:
         return fetch_weights(self.weights_request(), progress)
+
+    def memory_need(self) -> MemoryNeed:
+        """What one replica will hold, from the weights on this machine if they are
+        here, else from the catalogue (then without the KV cache, whose size per token
+        only the files say)."""
+        path = local_weights(self.weights_request())
+        if path:
+            weights, per_token, basis = disk_bytes(path), kv_bytes_per_token(path), "disk"
+        else:
+            bits = gguf_bits_per_weight(self.quantization) if self.spec.model_format in GGUF_FORMATS else 16.0
+            weights, per_token = catalogue_weights(self.spec.model_size_in_billions, bits), None
+            basis = "catalogue"
+        return get_engine_class(self.engine).memory_need(weights, per_token, self.engine_kwargs,
+                                                        self.family, basis)
 
     def weights_request(self) -> WeightsRequest:
         spec, quant = self.spec, self.quantization

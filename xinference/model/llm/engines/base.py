@@ -25,6 +25,7 @@ from typing import Any, AsyncIterator, ClassVar, Dict, List, Mapping, Optional, 
 from ....errors import InvalidRequestError
 from ....types import GenerationDelta, LoRASpec, SamplingParams
 from ...launch_options import Option
+from ...memory import MemoryNeed, MiB
 from ..family import LLMFamily, LLMSpec
 
 
@@ -42,6 +43,9 @@ class LLMEngine(ABC):
     # how to install it, for the error a launch on a machine without it gets
     # (compiled engines build with our scripts' safe flags, not a plain pip install)
     install_hint: ClassVar[str] = ""
+    # what a replica's process holds besides the weights and the KV cache (interpreter,
+    # libraries, compute buffers), measured per engine
+    memory_overhead: ClassVar[int] = 256 * MiB
 
     @classmethod
     def match(cls, family: LLMFamily, spec: LLMSpec, quantization: str) -> bool:
@@ -50,6 +54,20 @@ class LLMEngine(ABC):
     @classmethod
     def is_installed(cls) -> bool:
         return True
+
+    @classmethod
+    def kv_tokens(cls, kwargs: Mapping[str, Any], family: LLMFamily) -> int:
+        """Tokens of KV cache the engine allocates when it loads; 0 when it grows with
+        use instead."""
+        return 0
+
+    @classmethod
+    def memory_need(cls, weights: int, kv_per_token: Optional[int], kwargs: Mapping[str, Any],
+                    family: LLMFamily, basis: str) -> MemoryNeed:
+        tokens = cls.kv_tokens(kwargs, family)
+        kv = tokens * kv_per_token if kv_per_token else 0
+        return MemoryNeed(weights=weights, kv_cache=kv, overhead=cls.memory_overhead,
+                          kv_tokens=tokens if kv else 0, basis=basis)
 
     @classmethod
     def interpreter(cls) -> Optional[str]:

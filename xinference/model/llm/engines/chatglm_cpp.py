@@ -14,11 +14,12 @@ ignored. `chatglm_cpp` is imported only in `load()`.
 import asyncio
 import importlib.util
 import logging
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ....errors import InvalidRequestError, XinferenceError
 from ....types import GenerationDelta, SamplingParams
 from ...launch_options import Float, Int
+from ...memory import MiB
 from ..chat_template import check_template_kwargs
 from ..family import LLMFamily, LLMSpec, ggml_architecture
 from .admission import SchedulerThread, Ticket
@@ -63,6 +64,12 @@ class ChatglmCppEngine(LLMEngine):
         self._max_length = 0
         self._prefix: List[int] = []  # what encode() puts before any text ([gMASK] sop)
         self._roles: Tuple[str, ...] = ()
+
+    memory_overhead = 160 * MiB  # like llama.cpp's: interpreter, bindings, buffers
+
+    @classmethod
+    def kv_tokens(cls, kwargs: Mapping[str, Any], family: LLMFamily) -> int:
+        return int(kwargs.get("n_ctx") or min(family.context_length, DEFAULT_N_CTX))
 
     @property
     def context_length(self) -> int:

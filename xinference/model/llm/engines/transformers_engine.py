@@ -13,14 +13,16 @@ torch and transformers are imported only in `load()`.
 import asyncio
 import importlib.util
 from pathlib import Path
-from typing import Any, AsyncIterator, ClassVar, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 from ....constants import trust_remote_code_allowed
 from ....errors import InvalidRequestError
 from ....types import GenerationDelta, SamplingParams
 from ...launch_options import DEVICE, THREADS, Choice, Float, Int
+from ...memory import MemoryNeed, MiB
 from ...remote_code import load_refusal
 from ..chat_template import tokenizer_template
+from ..family import LLMFamily
 from .admission import Ticket
 from .base import LLMEngine
 
@@ -63,6 +65,20 @@ class TransformersEngine(LLMEngine):
             # no bitsandbytes here: a "4-bit" launch would silently load full precision
             return quantization == "none"
         return spec.model_format == "ggufv2" and quantization.upper() in GGUF_QUANTS
+
+    # torch, transformers and xinference imported hold ~210 MiB resident here, plus
+    # activations; the KV cache grows with use and is not reserved up front
+    memory_overhead = 400 * MiB
+
+    @classmethod
+    def memory_need(cls, weights: int, kv_per_token: Optional[int], kwargs: Mapping[str, Any],
+                    family: LLMFamily, basis: str) -> MemoryNeed:
+        dtype = kwargs.get("dtype") or kwargs.get("torch_dtype")
+        if dtype in (None, "auto"):
+            dtype = "bfloat16" if cpu_has_bf16() else "float32"
+        if dtype == "float32":  # checkpoints are 16-bit: float32 doubles them
+            weights *= 2
+        return MemoryNeed(weights=weights, overhead=cls.memory_overhead, basis=basis)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
