@@ -24,7 +24,7 @@ xc = pytest.importorskip("xinference_client")
 
 REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
 MS_REPO = "qwen/Qwen2.5-0.5B-Instruct-GGUF"
-QUANTS = ("q4_k_m", "q8_0", "q4_0", "q5_0", "q6_k", "q5_k_m", "q3_k_m", "q2_k")
+QUANTS = ("q4_k_m", "q8_0", "q4_0", "q5_0", "q6_k", "q5_k_m", "q3_k_m")
 # bytes a hub sent that a killed or cancelled download never wrote: socket buffers and
 # the last unwritten 1 MiB step
 IN_FLIGHT = 8 << 20
@@ -334,12 +334,13 @@ def test_ctrl_c_in_the_cli_cancels_the_download(server, hubs):
 
 def test_a_download_too_big_for_memory_stops_before_loading(server):
     """Before the download only the catalogue's size is known; once the file is here its
-    header gives the KV cache, and a replica that cannot fit stops before it loads."""
+    header gives the KV cache, and a replica that cannot fit stops before it loads.
+    (q3_k_m: only the Ctrl-C test before this one touched it, and left it partial.)"""
     def replicas():
         return [p for p in server.tree() if "xoscar" in " ".join(p.cmdline())]
 
     before = len(replicas())
-    r = launch(server.endpoint, "q2_k", "too-big", n_ctx=32768, n_parallel=256)
+    r = launch(server.endpoint, "q3_k_m", "too-big", n_ctx=32768, n_parallel=256)
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["code"] == "insufficient_memory"
@@ -347,6 +348,6 @@ def test_a_download_too_big_for_memory_stops_before_loading(server):
     assert requests.get(server.endpoint + "/v1/models/too-big").status_code == 404
     wait_until(lambda: len(replicas()) == before, 10, what="its process gone")
     # the weights stay cached: a launch that fits starts without downloading again
-    r = launch(server.endpoint, "q2_k", "fits")
+    r = launch(server.endpoint, "q3_k_m", "fits")
     assert r.status_code == 200, r.text
     assert requests.delete(server.endpoint + "/v1/models/fits").status_code == 200

@@ -62,14 +62,8 @@ def test_a_restarted_local_cluster_brings_its_models_back(tmp_path):
         assert d.stop() == 0
         d = _local(log_dir, port)
         assert _models(d.endpoint) == {}
-    finally:
-        d.stop(signal.SIGKILL)
 
-
-def test_stop_cluster_stops_everything_and_nothing_comes_back(tmp_path):
-    log_dir, port = str(tmp_path), free_port()
-    d = _local(log_dir, port)
-    try:
+        # xinference stop-cluster stops everything deliberately: nothing comes back
         r = requests.post(d.endpoint + "/v1/models", timeout=120, json={
             "model_name": "gemma-3", "model_uid": "g", "n_ctx": 256})
         assert r.status_code == 200, r.text
