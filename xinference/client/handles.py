@@ -37,11 +37,39 @@ class GenerateModelHandle(ModelHandle):
 class ChatModelHandle(GenerateModelHandle):
     def chat(
         self,
-        messages: List[Dict[str, Any]],
+        messages: Union[List[Dict[str, Any]], str, None] = None,
         tools: Optional[List[Dict[str, Any]]] = None,
         generate_config: Optional[Dict[str, Any]] = None,
+        *,
+        prompt: Optional[str] = None,
+        chat_history: Optional[List[Dict[str, Any]]] = None,
+        system_prompt: Optional[str] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
-        """A chat completion; an iterator of chunks when generate_config["stream"]."""
+        """A chat completion; an iterator of chunks when generate_config["stream"].
+
+        `chat(messages, tools, generate_config)` as in the OpenAI API, or Xinference's
+        older prompt form, which LlamaIndex's Xinference LLM still calls:
+        `chat(prompt, chat_history, generate_config)` or
+        `chat(prompt=..., chat_history=..., system_prompt=..., generate_config=...)`,
+        where the prompt becomes the last user message after the history."""
+        if isinstance(messages, str):  # the positional prompt form
+            if prompt is not None:
+                raise ValueError("Give the prompt once: positionally or as prompt=.")
+            prompt, messages = messages, None
+            if tools and all(isinstance(m, dict) and "role" in m for m in tools):
+                if chat_history is not None:
+                    raise ValueError("Give the chat history once: positionally or as chat_history=.")
+                chat_history, tools = tools, None
+        if prompt is not None:
+            if messages is not None:
+                raise ValueError("Give either messages or prompt (with chat_history), not both.")
+            messages = [*(chat_history or []), {"role": "user", "content": prompt}]
+        elif chat_history is not None:
+            raise ValueError("chat_history goes with prompt; with messages, put the history in them.")
+        if messages is None:
+            raise ValueError("Give messages, or a prompt.")
+        if system_prompt is not None and not any(m.get("role") == "system" for m in messages):
+            messages = [{"role": "system", "content": system_prompt}, *messages]
         body: Dict[str, Any] = {"model": self._model_uid, "messages": messages, **(generate_config or {})}
         if tools is not None:
             body["tools"] = tools
