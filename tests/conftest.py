@@ -101,3 +101,16 @@ def tiny_llama_gguf(tmp_path_factory, tiny_llama):
 
     out_dir = tmp_path_factory.mktemp("tiny-llama-gguf")
     return build_tiny_llama_gguf(tiny_llama, out_dir / "tiny-llama-F32.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_template_gguf(tmp_path_factory, tiny_llama):
+    """tiny_llama as a GGUF that carries Qwen2.5's chat template, which declares tools and
+    teaches the Hermes call format: a tool-capable model whose calls only a grammar makes."""
+    _need_hf("gguf")
+    from tests.tiny_gguf import build_tiny_llama_gguf
+    from xinference.model.llm.family import builtin_families
+
+    template = builtin_families()["qwen2.5-instruct"].chat_template
+    out_dir = tmp_path_factory.mktemp("tiny-qwen-template-gguf")
+    return build_tiny_llama_gguf(tiny_llama, out_dir / "tiny-tools-F32.gguf", chat_template=template)

@@ -54,7 +54,8 @@ def _vocab(tokenizer):
     return tokens, scores, types
 
 
-def build_tiny_llama_gguf(hf_dir, out_path) -> str:
+def build_tiny_llama_gguf(hf_dir, out_path, chat_template=None) -> str:
+    """`chat_template`: the template the file carries instead of the tokenizer's."""
     import gguf
     from safetensors.numpy import load_file
     from transformers import AutoTokenizer
@@ -96,8 +97,8 @@ def build_tiny_llama_gguf(hf_dir, out_path) -> str:
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
     writer.add_add_space_prefix(True)
-    if tokenizer.chat_template:
-        writer.add_chat_template(tokenizer.chat_template)
+    if chat_template or tokenizer.chat_template:
+        writer.add_chat_template(chat_template or tokenizer.chat_template)
 
     names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
     for hf_name, weights in sorted(load_file(os.path.join(hf_dir, "model.safetensors")).items()):

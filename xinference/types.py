@@ -5,6 +5,44 @@ from typing import Any, Dict, List, Literal, Optional
 from pydantic import BaseModel, Field
 
 
+class ToolUse(BaseModel):
+    """The tools a chat request offers and how the model may use them."""
+
+    # OpenAI tool definitions: {"type": "function", "function": {"name", "parameters", ...}}
+    tools: List[Dict[str, Any]]
+    # "auto": the model decides; "required": at least one call; any other value: a call
+    # of the function of that name. Both forced forms constrain decoding with a grammar.
+    choice: str = "auto"
+    # whether a forced answer may hold several calls
+    parallel: bool = True
+
+    @property
+    def forced(self) -> bool:
+        return self.choice != "auto"
+
+
+class CallPattern(BaseModel):
+    """One way to write a tool call: literal text, JSON matching `schema`, literal text."""
+
+    prefix: str
+    json_schema: Dict[str, Any]
+    suffix: str = ""
+
+
+class ToolGrammar(BaseModel):
+    """Output made only of tool calls: `begin`, one call (any of `calls`), then more calls
+    each after `separator` (None: exactly one), then `end`. Engines turn it into their
+    own grammar (GBNF for llama.cpp)."""
+
+    begin: str = ""
+    calls: List[CallPattern]
+    separator: Optional[str] = None
+    end: str = ""
+    # pieces of the literal text that are special tokens of the model (Mistral's
+    # [TOOL_CALLS]): the grammar asks for the token itself
+    special: List[str] = Field(default_factory=list)
+
+
 class SamplingParams(BaseModel):
     """What an engine needs to generate; validated once in the REST layer."""
 
@@ -25,12 +63,18 @@ class SamplingParams(BaseModel):
     # Constrain the output to JSON matching this schema ({"type": "object"}: any JSON
     # object). Only engines with `supports_grammar` can; the others answer 400.
     json_schema: Optional[Dict[str, Any]] = None
-    # The same constraint as a GBNF grammar (rule "root"): what the llama.cpp engine
-    # turns json_schema into before its sampler sees the request.
-    grammar: Optional[str] = None
+    # Output that must be tool calls (tool_choice "required" or a named function); only
+    # engines with `supports_grammar` can, the others answer 400.
+    tool_grammar: Optional[ToolGrammar] = None
+    # Tools the chat offers; the LLM layer renders them and parses calls out of the output
+    # (engines never see this: they get `tool_grammar` and `keep_special`).
+    tool_use: Optional[ToolUse] = None
+    # Special tokens (by their text) that the output must show rather than drop, such as
+    # Mistral's [TOOL_CALLS], which tells calls from text.
+    keep_special: List[str] = Field(default_factory=list)
 
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class GenerationDelta(BaseModel):
@@ -42,6 +86,12 @@ class GenerationDelta(BaseModel):
     completion_tokens: int = 0
     # Prompt tokens whose KV state was reused from an earlier request.
     cached_tokens: int = 0
+    # Tool calls completed in this step: {"index", "id", "name", "arguments"} with the
+    # arguments as JSON text, already checked against the tool's schema.
+    tool_calls: List[Dict[str, Any]] = Field(default_factory=list)
+    # Calls the model wrote that name no declared tool or whose arguments do not match
+    # its schema: {"name", "arguments", "error"}. Their text stays in `text`.
+    invalid_tool_calls: List[Dict[str, Any]] = Field(default_factory=list)
 
 
 class LoRASpec(BaseModel):

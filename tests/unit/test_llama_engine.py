@@ -121,7 +121,7 @@ async def test_json_schema_constrains_the_output_through_a_grammar(llm):
     assert out[-1].finish_reason == "stop" and isinstance(json.loads("".join(d.text for d in out)), dict)
     schema = {"type": "object", "properties": {"legs": {"type": "integer"}, "tail": {"type": "boolean"}},
               "required": ["legs", "tail"]}
-    # sampled (not greedy) and with penalties: the grammar comes first in the chain either way
+    # sampled (not greedy) and with penalties: the grammar masks the row before any sampler
     out = await collect(llm, ids, max_tokens=60, temperature=0.9, seed=3, repetition_penalty=1.1,
                         json_schema=schema)
     data = json.loads("".join(d.text for d in out))

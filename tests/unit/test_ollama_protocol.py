@@ -115,8 +115,8 @@ def test_model_details_entry_and_info():
 
 
 def test_requests_refuse_what_would_be_silently_wrong():
-    with pytest.raises(ValidationError, match="tool calling"):
-        OllamaChatRequest(model="m", tools=[{"type": "function"}])
+    with pytest.raises(ValidationError, match="tools.0.function"):
+        OllamaChatRequest(model="m", tools=[{"type": "function"}])  # a tool must name its function
     assert OllamaChatRequest(model="m", tools=[]).streaming  # Ollama streams by default
     for key in ("suffix", "template"):
         with pytest.raises(ValidationError, match=key):

@@ -129,6 +129,8 @@ class OllamaServing:
     def _params(req: OllamaRequest) -> Dict[str, Any]:
         params = sampling_params(req.options)
         params["json_schema"] = format_schema(req.format)
+        if isinstance(req, OllamaChatRequest):
+            params["tool_use"] = req.tool_use()
         return params
 
     async def _answer(self, kind: str, req: OllamaRequest, job: GenerationJob, http: Request):
@@ -136,7 +138,8 @@ class OllamaServing:
             with named_model(req.model):
                 result, gen = await self._llm.collect(job, http)
             return JSONResponse(done_reply(kind, req.model, result["text"],
-                                           result.get("finish_reason") or "stop", _timings(gen)))
+                                           result.get("finish_reason") or "stop", _timings(gen),
+                                           result.get("tool_calls")))
         with named_model(req.model):
             gen = await self._llm.open(job, http)
         return stream_response(gen, _lines(kind, req.model, gen), _error_line, NDJSON)
@@ -176,8 +179,8 @@ class OllamaServing:
 
 async def _lines(kind: str, model: str, gen: Generation) -> AsyncGenerator[str, None]:
     async for delta in gen.deltas():
-        if delta["text"]:
-            yield ndjson(reply(kind, model, delta["text"]))
+        if delta["text"] or delta.get("tool_calls"):
+            yield ndjson(reply(kind, model, delta["text"], delta.get("tool_calls")))
     reason = (gen.last or {}).get("finish_reason") or "stop"
     yield ndjson(done_reply(kind, model, "", reason, _timings(gen)))
 

@@ -48,30 +48,54 @@ class _Shape:
     def __init__(self, kind: str):
         self.kind = kind
         self.prefix = "chatcmpl" if kind == "chat" else "cmpl"
+        self.object = "chat.completion.chunk" if kind == "chat" else "text_completion"
 
-    def chunk(self, rid: str, model: str, created: int, delta: Dict[str, Any]) -> Dict[str, Any]:
-        if self.kind == "chat":
-            choice: Dict[str, Any] = {
-                "index": 0,
-                "delta": {"content": delta["text"]} if delta["text"] or not delta.get("finish_reason") else {},
-                "logprobs": None,
-                "finish_reason": delta.get("finish_reason"),
-            }
-            obj = "chat.completion.chunk"
-        else:
-            choice = {"index": 0, "text": delta["text"], "logprobs": None,
-                      "finish_reason": delta.get("finish_reason")}
-            obj = "text_completion"
-        return {"id": rid, "object": obj, "created": created, "model": model, "choices": [choice]}
+    def chunks(self, rid: str, model: str, created: int, delta: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """The stream chunks for one delta: its text, then each tool call as OpenAI streams
+        one (id and name first, then the arguments), the finish reason on the last."""
+        reason = delta.get("finish_reason")
+        if self.kind != "chat":
+            choice = {"index": 0, "text": delta["text"], "logprobs": None, "finish_reason": reason}
+            return [self._chunk(rid, model, created, choice)]
+        deltas: List[Dict[str, Any]] = []
+        if delta["text"] or not (reason or delta.get("tool_calls")):
+            deltas.append({"content": delta["text"]})
+        for call in delta.get("tool_calls") or ():
+            deltas.append({"tool_calls": [{"index": call["index"], "id": call["id"], "type": "function",
+                                           "function": {"name": call["name"], "arguments": ""}}]})
+            deltas.append({"tool_calls": [{"index": call["index"],
+                                           "function": {"arguments": call["arguments"]}}]})
+        if not deltas:
+            deltas.append({})
+        out = []
+        for i, d in enumerate(deltas):
+            last = i == len(deltas) - 1
+            choice = {"index": 0, "delta": d, "logprobs": None, "finish_reason": reason if last else None}
+            if last and delta.get("invalid_tool_calls"):
+                choice["invalid_tool_calls"] = delta["invalid_tool_calls"]
+            out.append(self._chunk(rid, model, created, choice))
+        return out
+
+    def _chunk(self, rid: str, model: str, created: int, choice: Dict[str, Any]) -> Dict[str, Any]:
+        return {"id": rid, "object": self.object, "created": created, "model": model, "choices": [choice]}
 
     def whole(self, rid: str, model: str, created: int, result: Dict[str, Any]) -> Dict[str, Any]:
         if self.kind == "chat":
+            calls = result.get("tool_calls") or []
+            message: Dict[str, Any] = {"role": "assistant",
+                                       "content": result["text"] if result["text"] or not calls else None}
+            if calls:
+                message["tool_calls"] = [
+                    {"id": c["id"], "type": "function",
+                     "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
             choice: Dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": result["text"]},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": result["finish_reason"],
             }
+            if result.get("invalid_tool_calls"):
+                choice["invalid_tool_calls"] = result["invalid_tool_calls"]
             obj = "chat.completion"
         else:
             choice = {"index": 0, "text": result["text"], "logprobs": None,
@@ -235,9 +259,13 @@ class Generation:
         return delta
 
     async def drain(self) -> Dict[str, Any]:
-        """The whole answer: the last delta with every delta's text joined."""
-        parts = [d["text"] async for d in self.deltas()]
-        return {**(self.last or {"finish_reason": "stop"}), "text": "".join(parts)}
+        """The whole answer: the last delta with every delta's text and calls joined."""
+        parts: List[str] = []
+        calls: List[Dict[str, Any]] = []
+        async for d in self.deltas():
+            parts.append(d["text"])
+            calls += d.get("tool_calls") or []
+        return {**(self.last or {"finish_reason": "stop"}), "text": "".join(parts), "tool_calls": calls}
 
     async def close(self) -> None:
         """Ends the remote generator (aborting decoding if it still runs) and frees the slot."""
@@ -354,15 +382,16 @@ class LLMServing:
     async def _sse_frames(shape: _Shape, req: SamplingRequest, job: GenerationJob, gen: Generation,
                           rid: str, created: int) -> AsyncGenerator[str, None]:
         if shape.kind == "chat":
-            head = shape.chunk(rid, req.model, created, {"text": ""})
+            head = shape.chunks(rid, req.model, created, {"text": ""})[0]
             head["choices"][0]["delta"] = {"role": "assistant", "content": ""}
             yield _sse(head)
         if getattr(req, "echo", False):
-            yield _sse(shape.chunk(rid, req.model, created, {"text": job.payload}))
+            yield _sse(shape.chunks(rid, req.model, created, {"text": job.payload})[0])
         async for delta in gen.deltas():
-            yield _sse(shape.chunk(rid, req.model, created, delta))
+            for chunk in shape.chunks(rid, req.model, created, delta):
+                yield _sse(chunk)
         if req.include_usage and gen.last is not None:
-            tail = {"id": rid, "object": shape.chunk(rid, req.model, created, gen.last)["object"],
-                    "created": created, "model": req.model, "choices": [], "usage": _usage(gen.last)}
+            tail = {"id": rid, "object": shape.object, "created": created, "model": req.model,
+                    "choices": [], "usage": _usage(gen.last)}
             yield _sse(tail)
         yield "data: [DONE]\n\n"

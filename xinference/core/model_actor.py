@@ -200,12 +200,13 @@ class ModelActor(xo.StatelessActor):
         self._require("rerank", "/v1/rerank")
         return await self._count(self._model.rerank(query, documents, top_n, return_documents, return_len))
 
-    def _prompt(self, kind: str, payload: Any, template_kwargs: Optional[Dict]) -> List[int]:
+    def _prompt(self, kind: str, payload: Any, template_kwargs: Optional[Dict],
+                params: SamplingParams) -> List[int]:
         endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
         self._require("LLM", endpoint)
         assert self._llm is not None
         if kind == "chat":
-            return self._llm.chat_prompt(payload, template_kwargs)
+            return self._llm.chat_prompt(payload, template_kwargs, params.tool_use)
         if kind == "completion":
             return self._llm.completion_prompt(payload)
         raise InvalidRequestError(f"unknown request kind {kind!r}")
@@ -213,11 +214,10 @@ class ModelActor(xo.StatelessActor):
     async def _deltas(
         self, kind: str, payload: Any, params: Dict[str, Any], template_kwargs: Optional[Dict[str, Any]]
     ) -> AsyncIterator[GenerationDelta]:
-        prompt_ids = self._prompt(kind, payload, template_kwargs)
+        sampling = SamplingParams.model_validate(params)
+        prompt_ids = self._prompt(kind, payload, template_kwargs, sampling)
         assert self._llm is not None
-        gen: AsyncGenerator = self._llm.stream(  # type: ignore[assignment]
-            prompt_ids, SamplingParams.model_validate(params)
-        )
+        gen: AsyncGenerator = self._llm.stream(prompt_ids, sampling)  # type: ignore[assignment]
         self._inflight += 1
         try:
             first = True
@@ -258,9 +258,13 @@ class ModelActor(xo.StatelessActor):
     ) -> Dict[str, Any]:
         """The whole answer in one call: the stream's deltas joined."""
         parts: List[str] = []
+        calls: List[Dict[str, Any]] = []
+        invalid: List[Dict[str, Any]] = []
         last: Dict[str, Any] = {}
         async for delta in self._deltas(kind, payload, params, template_kwargs):
             parts.append(delta.text)
+            calls += delta.tool_calls
+            invalid += delta.invalid_tool_calls
             last = delta.model_dump()
-        last["text"] = "".join(parts)
+        last.update(text="".join(parts), tool_calls=calls, invalid_tool_calls=invalid)
         return last

@@ -290,15 +290,89 @@ def generate(endpoint, model_uid, max_tokens, temperature) -> None:
                 click.echo(f"Error: {e}", err=True)
 
 
+def _stream_reply(chunks) -> Tuple[str, List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """Echoes a streamed chat answer's text; returns it, its tool calls put back together
+    from their pieces, and the calls the server found invalid."""
+    parts: List[str] = []
+    calls: Dict[int, Dict[str, Any]] = {}
+    invalid: List[Dict[str, Any]] = []
+    for chunk in chunks:
+        for choice in chunk.get("choices", []):
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            parts.append(text)
+            click.echo(text, nl=False)
+            for piece in delta.get("tool_calls") or ():
+                call = calls.setdefault(piece["index"], {"id": "", "type": "function",
+                                                         "function": {"name": "", "arguments": ""}})
+                call["id"] = piece.get("id") or call["id"]
+                fn = piece.get("function") or {}
+                call["function"]["name"] += fn.get("name") or ""
+                call["function"]["arguments"] += fn.get("arguments") or ""
+            invalid += choice.get("invalid_tool_calls") or []
+    click.echo("")
+    return "".join(parts), [calls[i] for i in sorted(calls)], invalid
+
+
+def _tool_choice(value: Optional[str]) -> Any:
+    if value is None or value in ("auto", "required", "none"):
+        return value
+    return {"type": "function", "function": {"name": value}}
+
+
+def _load_tools(path: Optional[str]) -> Optional[List[Dict[str, Any]]]:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            tools = json.load(f)
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(f"cannot read {path}: {e}", param_hint="--tools")
+    if isinstance(tools, dict):
+        tools = [tools]
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise click.BadParameter("the file must hold a JSON list of tool definitions", param_hint="--tools")
+    return tools
+
+
+def _show_calls(calls: List[Dict[str, Any]], invalid: List[Dict[str, Any]]) -> None:
+    for call in calls:
+        fn = call["function"]
+        click.echo(click.style(f"  -> tool call {fn['name']}({fn['arguments']})", fg="cyan"))
+    for bad in invalid:
+        click.echo(click.style(f"  !! not a valid tool call ({bad.get('error')})", fg="yellow"))
+
+
+def _tool_results(calls: List[Dict[str, Any]]) -> Optional[List[Dict[str, Any]]]:
+    """Asks for each call's result; None if the user leaves instead."""
+    results = []
+    for call in calls:
+        try:
+            text = click.prompt(_bold(f"Result of {call['function']['name']}:"), prompt_suffix=" ",
+                                default="", show_default=False)
+        except (EOFError, click.Abort):
+            click.echo("")
+            return None
+        results.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+    return results
+
+
 @cli.command()
 @_endpoint_option
 @click.option("--model-uid", "-u", required=True)
 @click.option("--max-tokens", default=256, show_default=True, type=int)
 @click.option("--temperature", default=None, type=float)
 @click.option("--system", default=None, help="A system prompt.")
-def chat(endpoint, model_uid, max_tokens, temperature, system) -> None:
+@click.option("--tools", "tools_file", default=None, type=click.Path(dir_okay=False),
+              help="A JSON file of OpenAI tool definitions the model may call; you type each call's result.")
+@click.option("--tool-choice", default=None,
+              help="auto (the default with --tools), required, none, or a function's name to force.")
+def chat(endpoint, model_uid, max_tokens, temperature, system, tools_file, tool_choice) -> None:
     """Chat with a model (streaming); the conversation is kept. Type exit to leave."""
-    history: List[Dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    history: List[Dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    tools = _load_tools(tools_file)
+    if tool_choice is not None and tools is None:
+        raise click.BadParameter("needs --tools", param_hint="--tool-choice")
     with _client(endpoint) as client:
         try:
             model = client.get_model(model_uid)
@@ -308,12 +382,23 @@ def chat(endpoint, model_uid, max_tokens, temperature, system) -> None:
             _fail(RuntimeError(f"Model {model_uid} cannot chat; use `xinference generate`."))
         for text in _prompts("User:"):
             history.append({"role": "user", "content": text})
-            click.echo(_bold("Assistant:") + " ", nl=False)
-            try:
-                reply, _ = _stream_text(model.chat(history, generate_config=_sampling(max_tokens, temperature)),  # type: ignore[attr-defined]
-                                        lambda c: (c.get("delta") or {}).get("content"))
-            except RuntimeError as e:
-                history.pop()
-                click.echo(f"Error: {e}", err=True)
-                continue
-            history.append({"role": "assistant", "content": reply})
+            turn = len(history)
+            choice = _tool_choice(tool_choice)
+            while True:
+                cfg = _sampling(max_tokens, temperature)
+                if choice is not None:
+                    cfg["tool_choice"] = choice
+                click.echo(_bold("Assistant:") + " ", nl=False)
+                try:
+                    reply, calls, invalid = _stream_reply(model.chat(history, tools, generate_config=cfg))  # type: ignore[attr-defined]
+                except RuntimeError as e:
+                    del history[turn - 1:]
+                    click.echo(f"Error: {e}", err=True)
+                    break
+                _show_calls(calls, invalid)
+                history.append({"role": "assistant", "content": reply, **({"tool_calls": calls} if calls else {})})
+                results = _tool_results(calls) if calls else None
+                if not results:
+                    break
+                history += results
+                choice = None  # after the results the model answers, or calls again, as it sees fit

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ...constants import MAX_CHAT_MESSAGES, MAX_EMBEDDING_INPUTS, MAX_TEXT_CHARS
 from .limits import StopText, Text
+from .openai_tools import MAX_TOOLS, ToolDefinition, check_tools
 
 NDJSON = "application/x-ndjson"
 LATEST = ":latest"
@@ -96,7 +97,7 @@ class _GenerationRequest(BaseModel):
 
 class OllamaChatRequest(_GenerationRequest):
     messages: List[OllamaMessage] = Field(default_factory=list, max_length=MAX_CHAT_MESSAGES)
-    tools: Optional[List[Dict[str, Any]]] = None
+    tools: Optional[List[ToolDefinition]] = Field(default=None, max_length=MAX_TOOLS)
 
     @field_validator("messages")
     @classmethod
@@ -109,17 +110,31 @@ class OllamaChatRequest(_GenerationRequest):
 
     @field_validator("tools")
     @classmethod
-    def _no_tools(cls, v: Any) -> Any:
-        if v:  # silently dropped tools would leave a client waiting for calls
-            raise ValueError("tool calling is not supported by this server yet")
+    def _tools(cls, v: Optional[List[ToolDefinition]]) -> Optional[List[ToolDefinition]]:
+        check_tools(v)
         return v
 
     @property
     def has_images(self) -> bool:
         return any(m.images for m in self.messages)
 
+    def tool_use(self) -> Optional[Dict[str, Any]]:
+        """SamplingParams.tool_use: Ollama lets the model decide, always."""
+        if not self.tools:
+            return None
+        return {"tools": [t.model_dump(exclude_none=True) for t in self.tools], "choice": "auto"}
+
     def plain_messages(self) -> List[Dict[str, Any]]:
-        return [{"role": m.role, "content": m.content or ""} for m in self.messages]
+        out = []
+        for m in self.messages:
+            msg: Dict[str, Any] = {"role": m.role, "content": m.content or ""}
+            if m.tool_calls:  # Ollama's calls carry their arguments as objects, and no id
+                msg["tool_calls"] = [{"id": "", "type": "function", "function": {
+                    "name": (c.get("function") or {}).get("name", ""),
+                    "arguments": (c.get("function") or {}).get("arguments", {})}}
+                    for c in m.tool_calls if isinstance(c, dict)]
+            out.append(msg)
+        return out
 
 
 class OllamaGenerateRequest(_GenerationRequest):
@@ -268,11 +283,17 @@ def timing_fields(started_ns: int, first_ns: int, last_ns: int, ended_ns: int,
     }
 
 
-def reply(kind: str, model: str, text: str) -> Dict[str, Any]:
-    """One streamed piece of /api/chat ("chat") or /api/generate ("generate")."""
+def reply(kind: str, model: str, text: str,
+          tool_calls: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """One streamed piece of /api/chat ("chat") or /api/generate ("generate"); a chat's
+    tool calls as Ollama writes them (arguments as an object)."""
     body: Dict[str, Any] = {"model": model, "created_at": iso_time()}
     if kind == "chat":
         body["message"] = {"role": "assistant", "content": text}
+        if tool_calls:
+            body["message"]["tool_calls"] = [
+                {"function": {"index": c["index"], "name": c["name"], "arguments": json.loads(c["arguments"])}}
+                for c in tool_calls]
     else:
         body["response"] = text
     body["done"] = False
@@ -280,9 +301,12 @@ def reply(kind: str, model: str, text: str) -> Dict[str, Any]:
 
 
 def done_reply(kind: str, model: str, text: str, done_reason: str,
-               timings: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
-    """The last object of an answer: `done`, why it ended and, for a generation, timings."""
-    return {**reply(kind, model, text), "done": True, "done_reason": done_reason, **(timings or {})}
+               timings: Optional[Dict[str, int]] = None,
+               tool_calls: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """The last object of an answer: `done`, why it ended and, for a generation, timings.
+    Ollama says "stop" for an answer that ends in tool calls."""
+    reason = "stop" if done_reason == "tool_calls" else done_reason
+    return {**reply(kind, model, text, tool_calls), "done": True, "done_reason": reason, **(timings or {})}
 
 
 # ---- models ------------------------------------------------------------------------
@@ -336,6 +360,8 @@ def capabilities(desc: Dict[str, Any]) -> List[str]:
     caps = []
     if abilities & {"generate", "chat"}:
         caps.append("completion")
+    if "tools" in abilities:
+        caps.append("tools")
     if "vision" in abilities:
         caps.append("vision")
     if abilities & {"reasoning", "hybrid"}:

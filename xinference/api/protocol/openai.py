@@ -2,10 +2,19 @@
 
 from typing import Any, Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ...constants import CHAT_TEMPLATE_VARIABLES, MAX_CHAT_MESSAGES, MAX_TEXT_CHARS
 from .limits import StopText, Text
+from .openai_tools import (
+    MAX_TOOLS,
+    AssistantToolCall,
+    ToolChoice,
+    ToolDefinition,
+    check_choice,
+    check_tools,
+    tool_use,
+)
 
 
 class StreamOptions(BaseModel):
@@ -72,6 +81,9 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: Optional[Union[Text, List[Dict[str, Any]]]] = None
+    # an assistant turn's calls, and the call a tool turn answers
+    tool_calls: Optional[List[AssistantToolCall]] = Field(default=None, max_length=MAX_TOOLS)
+    tool_call_id: Optional[str] = Field(default=None, max_length=256)
 
     def chars(self) -> int:
         """Characters of text in the content (a string, or the text of its parts)."""
@@ -93,15 +105,18 @@ class JSONSchemaFormat(BaseModel):
 class ResponseFormat(BaseModel):
     """OpenAI's response_format: plain text, any JSON object, or JSON matching a schema."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: Optional[JSONSchemaFormat] = None
+    # llama-cpp-python's server takes {"type": "json_object", "schema": {...}}, which
+    # older instructor versions send: the schema holds, not just any object
+    object_schema: Optional[Dict[str, Any]] = Field(default=None, alias="schema")
 
     def schema_for_sampling(self) -> Optional[Dict[str, Any]]:
         """What SamplingParams.json_schema gets: None for text."""
         if self.type == "json_object":
-            return {"type": "object"}
+            return self.object_schema or {"type": "object"}
         if self.type == "json_schema":
             if self.json_schema is None:
                 raise ValueError('response_format of type "json_schema" needs json_schema.schema')
@@ -114,8 +129,13 @@ class ChatCompletionRequest(SamplingRequest):
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     # extra variables for the chat template (e.g. enable_thinking); not the template's own
     chat_template_kwargs: Optional[Dict[str, Any]] = None
-    tools: Optional[List[Dict[str, Any]]] = None
+    tools: Optional[List[ToolDefinition]] = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: Optional[ToolChoice] = None
+    parallel_tool_calls: Optional[bool] = None
     response_format: Optional[ResponseFormat] = None
+    # the API before tools: a silently dropped function would leave a client waiting
+    functions: Optional[Any] = None
+    function_call: Optional[Any] = None
 
     @field_validator("chat_template_kwargs")
     @classmethod
@@ -135,19 +155,33 @@ class ChatCompletionRequest(SamplingRequest):
                              f"{MAX_TEXT_CHARS} are taken")
         return v
 
-    @field_validator("response_format")
-    @classmethod
-    def _schema_given(cls, v: Optional[ResponseFormat]) -> Optional[ResponseFormat]:
-        if v is not None:
-            v.schema_for_sampling()  # a json_schema type without a schema is a 400
-        return v
-
     @field_validator("tools")
     @classmethod
-    def _no_tools(cls, v: Any) -> Any:
-        # Silently dropping tools would make a client wait for calls that never come.
-        if v:
-            raise ValueError("tool calling is not supported by this server yet")
+    def _tools(cls, v: Optional[List[ToolDefinition]]) -> Optional[List[ToolDefinition]]:
+        check_tools(v)
+        return v
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice(cls, v: Optional[ToolChoice], info: ValidationInfo) -> Optional[ToolChoice]:
+        check_choice(v, info.data.get("tools"))
+        return v
+
+    @field_validator("response_format")
+    @classmethod
+    def _schema_given(cls, v: Optional[ResponseFormat], info: ValidationInfo) -> Optional[ResponseFormat]:
+        if v is not None and v.schema_for_sampling() is not None:  # json_schema needs a schema
+            if info.data.get("tools") and info.data.get("tool_choice") != "none":
+                raise ValueError("cannot be combined with tools: a JSON answer leaves no room for "
+                                 'a tool call (send tool_choice "none", or one of the two)')
+        return v
+
+    @field_validator("functions", "function_call")
+    @classmethod
+    def _legacy_functions(cls, v: Any) -> Any:
+        if v is not None:
+            raise ValueError('the "functions" API is replaced by "tools" and "tool_choice"; '
+                             "send those")
         return v
 
     def sampling(self) -> Dict[str, Any]:
@@ -156,6 +190,7 @@ class ChatCompletionRequest(SamplingRequest):
             out["max_tokens"] = self.max_completion_tokens
         if self.response_format is not None:
             out["json_schema"] = self.response_format.schema_for_sampling()
+        out["tool_use"] = tool_use(self.tools, self.tool_choice, self.parallel_tool_calls)
         return out
 
     def plain_messages(self) -> List[Dict[str, Any]]:

@@ -69,8 +69,11 @@ def render_chat(
     eos_token: str = "",
     add_generation_prompt: bool = True,
     template_kwargs: Optional[Dict[str, Any]] = None,
+    variables: Optional[Dict[str, Any]] = None,
 ) -> str:
-    extra = check_template_kwargs(template_kwargs)
+    """`variables`: what the server itself adds to the render (the tools); unlike
+    `template_kwargs`, which a request sends, they may be template variables."""
+    extra = {**check_template_kwargs(template_kwargs), **(variables or {})}
     try:
         return _compile(template).render(
             messages=messages,

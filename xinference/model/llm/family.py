@@ -81,6 +81,9 @@ class LLMFamily(BaseModel):
     stop_token_ids: List[int] = Field(default_factory=list)
     stop: List[str] = Field(default_factory=list)
     bos_token: str = ""
+    # how the model writes tool calls (tools/formats.py); families with the "tools"
+    # ability that do not say are read from their chat template
+    tool_call_format: Optional[str] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -90,6 +93,26 @@ class LLMFamily(BaseModel):
             data = {k: v for k, v in data.items()
                     if not (v is None and k in ("stop_token_ids", "stop", "bos_token", "model_description"))}
         return data
+
+    @model_validator(mode="after")
+    def _tool_format(self) -> "LLMFamily":
+        if "tools" in self.model_ability and self.tool_call_format is None:
+            self.tool_call_format = tool_format_of_template(self.chat_template or "")
+        return self
+
+
+# What each tool-call format's templates write (tools/formats.py), most specific first.
+_TEMPLATE_MARKS = (
+    ("mistral", "[TOOL_CALLS]"),
+    ("hermes", "<tool_call>"),
+    ("glm4", "item['tools']"),
+    ("llama3_json", '"parameters": '),
+)
+
+
+def tool_format_of_template(template: str) -> Optional[str]:
+    """The tool-call format a chat template teaches, if it is one we read."""
+    return next((name for name, mark in _TEMPLATE_MARKS if mark in template), None)
 
 
 def ggml_architecture(family: LLMFamily) -> str:

@@ -3,9 +3,11 @@
 from typing import Any, AsyncIterator, Dict, List, Optional
 
 from ...errors import InvalidRequestError
-from ...types import GenerationDelta, SamplingParams
+from ...types import GenerationDelta, SamplingParams, ToolUse
 from .chat_template import render_chat
 from .engines.base import LLMEngine
+from .tools.calls import read_tool_calls
+from .tools.formats import ToolFormat, tool_format, with_object_arguments
 
 # Without max_tokens a base model may ramble to the end of its context; cap it like
 # Xinference does, and let the caller ask for more.
@@ -17,9 +19,20 @@ class LLM:
         self.engine = engine
         self.family = engine.family
 
+    def tool_format(self) -> ToolFormat:
+        """How this model writes tool calls; a 400 for a model that cannot call tools."""
+        return tool_format(self.family.tool_call_format, self.family.model_name)
+
     def chat_prompt(
-        self, messages: List[Dict[str, Any]], template_kwargs: Optional[Dict[str, Any]] = None
+        self, messages: List[Dict[str, Any]], template_kwargs: Optional[Dict[str, Any]] = None,
+        tool_use: Optional[ToolUse] = None,
     ) -> List[int]:
+        if tool_use is not None:
+            messages, variables = self.tool_format().prepare(messages, tool_use.tools)
+        elif self.family.tool_call_format:  # a history with calls, but no tools offered now
+            messages, variables = tool_format(self.family.tool_call_format, "").prepare(messages, None)
+        else:
+            messages, variables = [with_object_arguments(m) for m in messages], {}
         ids = self.engine.chat_ids(messages, template_kwargs)
         if ids is not None:
             return ids
@@ -29,7 +42,7 @@ class LLM:
             template, tokens = own
             prompt = render_chat(template, messages, bos_token=tokens.get("bos_token", ""),
                                  eos_token=tokens.get("eos_token", ""),
-                                 template_kwargs=template_kwargs)
+                                 template_kwargs=template_kwargs, variables=variables)
             return self.engine.tokenize(prompt, add_bos=False)
         if not self.family.chat_template:
             raise InvalidRequestError(
@@ -41,6 +54,7 @@ class LLM:
             messages,
             bos_token=self.family.bos_token,
             template_kwargs=template_kwargs,
+            variables=variables,
         )
         # The template writes BOS itself when the family has one.
         return self.engine.tokenize(prompt, add_bos=not self.family.bos_token)
@@ -50,6 +64,12 @@ class LLM:
 
     def fit(self, prompt_ids: List[int], params: SamplingParams) -> SamplingParams:
         """Checks the request fits the context and the engine, and fills the family's stops."""
+        forced = params.tool_use is not None and params.tool_use.forced
+        if forced and not self.engine.supports_tool_grammar:
+            raise InvalidRequestError(
+                f"The {self.engine.name} engine cannot force tool calls (tool_choice \"required\" "
+                'or a named function); send tool_choice "auto", or launch the model with the '
+                "llama.cpp engine.", param="tool_choice")
         if params.json_schema is not None and not self.engine.supports_grammar:
             raise InvalidRequestError(
                 f"The {self.engine.name} engine cannot constrain output to JSON (format / "
@@ -88,4 +108,12 @@ class LLM:
     def stream(
         self, prompt_ids: List[int], params: SamplingParams
     ) -> AsyncIterator[GenerationDelta]:
-        return self.engine.generate(prompt_ids, self.fit(prompt_ids, params))
+        params = self.fit(prompt_ids, params)
+        use = params.tool_use
+        if use is None:
+            return self.engine.generate(prompt_ids, params)
+        fmt = self.tool_format()
+        update: Dict[str, Any] = {"tool_use": None, "keep_special": list(fmt.special_markers)}
+        if use.forced:
+            update["tool_grammar"] = fmt.grammar(use.tools, use.choice, use.parallel)
+        return read_tool_calls(self.engine.generate(prompt_ids, params.model_copy(update=update)), fmt, use)

@@ -40,6 +40,9 @@ class LLMEngine(ABC):
     # whether generate() honours SamplingParams.json_schema (constrained decoding);
     # requests for it on other engines are refused before they reach the engine
     supports_grammar: ClassVar[bool] = False
+    # whether generate() honours SamplingParams.tool_grammar (output forced to be tool
+    # calls: tool_choice "required" or a named function)
+    supports_tool_grammar: ClassVar[bool] = False
     # how to install it, for the error a launch on a machine without it gets
     # (compiled engines build with our scripts' safe flags, not a plain pip install)
     install_hint: ClassVar[str] = ""

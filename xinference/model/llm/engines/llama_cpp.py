@@ -11,11 +11,10 @@ completion); the KV cache holds `n_ctx * n_parallel` tokens in all.
 
 import asyncio
 import ctypes
-import functools
 import importlib.util
-import json
 import os
 import sys
+import warnings
 from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Tuple
 
 from ....errors import InvalidRequestError
@@ -25,6 +24,7 @@ from ...memory import MiB
 from ..family import LLMFamily, LLMSpec, ggml_architecture
 from .admission import Ticket
 from .base import LLMEngine
+from .guidance import GuideTokenizer
 
 DEFAULT_N_CTX = 4096
 DEFAULT_N_BATCH = 512
@@ -57,6 +57,7 @@ class LlamaCppEngine(LLMEngine):
     name = "llama.cpp"
     model_formats = ("ggufv2", "ggmlv3")
     supports_grammar = True
+    supports_tool_grammar = True
     install_hint = "bash scripts/install_llama_cpp.sh"
     launch_options = {
         # tokens of one slot; the family's context_length caps it
@@ -95,6 +96,8 @@ class LlamaCppEngine(LLMEngine):
         self._scheduler: Any = None
         self._n_ctx_seq: Optional[int] = None
         self._pieces: Dict[int, bytes] = {}
+        self._specials: Dict[str, Optional[int]] = {}
+        self._guide = GuideTokenizer(self._guide_tokenizer)
         self._own_template: Optional[Tuple[str, Dict[str, str]]] = None
 
     @property
@@ -197,6 +200,7 @@ class LlamaCppEngine(LLMEngine):
             stream_interval=float(opts.get("stream_interval", DEFAULT_STREAM_INTERVAL)),
             eog_tokens=self._eog_tokens(),
             piece=self._piece,
+            special_id=self._special_id,
         )
 
     def _read_template(self, model: Any) -> Optional[Tuple[str, Dict[str, str]]]:
@@ -239,6 +243,22 @@ class LlamaCppEngine(LLMEngine):
             piece = self._pieces[token] = buf.raw[:n]
         return piece
 
+    def _special_id(self, text: str) -> Optional[int]:
+        """The id of the special token written `text`, if the vocabulary has one."""
+        if text not in self._specials:
+            ids = self.tokenize(text, add_bos=False)
+            self._specials[text] = ids[0] if len(ids) == 1 else None
+        return self._specials[text]
+
+    def _guide_tokenizer(self) -> Any:
+        from llguidance.llamacpp import lltokenizer_from_vocab
+
+        with warnings.catch_warnings():
+            # it reads each token's attributes through a deprecated alias: a warning per token
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return lltokenizer_from_vocab(self._vocab, n_vocab=self._lib.llama_vocab_n_tokens(self._vocab),
+                                          eos_token=self._eog_tokens())
+
     def _eog_tokens(self) -> List[int]:
         """Every end-of-generation token of the vocabulary (a scan, done once at load)."""
         n = self._lib.llama_vocab_n_tokens(self._vocab)
@@ -249,12 +269,8 @@ class LlamaCppEngine(LLMEngine):
     ) -> AsyncIterator[GenerationDelta]:
         if not prompt_ids:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
-        if params.json_schema is not None:
-            # Converted here, on the event loop, so a schema that cannot become a
-            # grammar is a 400 before the request queues for a slot.
-            grammar = json_grammar(json.dumps(params.json_schema, sort_keys=True))
-            params = params.model_copy(update={"grammar": grammar})
-        ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params))
+        constraint = await self._guide.constraint(params, self._special_id)
+        ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params, constraint))
         async for delta in self._scheduler.queue.serve(ticket):
             yield delta
 
@@ -271,25 +287,6 @@ class LlamaCppEngine(LLMEngine):
         if self._model is not None:
             self._lib.llama_model_free(self._model)
             self._model = None
-
-
-@functools.lru_cache(maxsize=64)
-def json_grammar(schema_json: str) -> str:
-    """GBNF for output matching a JSON schema (given as JSON text, so it can be a cache
-    key), made by llama-cpp-python's own converter."""
-    from llama_cpp import llama_grammar
-
-    if json.loads(schema_json) == {"type": "object"}:
-        # Any object: llama.cpp's JSON grammar, whose strings, unlike the converter's,
-        # exclude raw control characters (which strict JSON parsers reject).
-        return str(llama_grammar.JSON_GBNF)
-    try:
-        return str(llama_grammar.json_schema_to_gbnf(schema_json))
-    except Exception as e:  # noqa: BLE001 - the converter raises plain errors of any type
-        raise InvalidRequestError(
-            f"This JSON schema cannot be turned into an output grammar: {type(e).__name__}: {e}",
-            param="response_format",
-        ) from None
 
 
 def _default_threads() -> int:

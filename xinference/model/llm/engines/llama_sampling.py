@@ -7,9 +7,8 @@ Plain greedy decoding is an argmax over the sequence's logits row, done with num
 in place: llama.cpp's sampler first copies the whole vocabulary (262k entries for
 Gemma) into a candidate array, which costs more per step than the argmax itself.
 Everything else runs as a llama.cpp sampler chain, in C. A request with an output
-grammar (JSON mode) puts llama.cpp's grammar sampler first in its chain: it masks
-every token the grammar cannot take next, so the samplers after it only choose among
-tokens that keep the output valid.
+grammar (JSON, forced tool calls) has its row of logits masked before either runs
+(guidance.py), so they only choose among tokens that keep the output valid.
 """
 
 import ctypes
@@ -18,7 +17,6 @@ from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
-from ....errors import InvalidRequestError
 from ....types import SamplingParams
 
 # How many recent tokens the repetition/frequency/presence penalties look at.
@@ -64,26 +62,12 @@ def _penalized(params: SamplingParams) -> bool:
     )
 
 
-def _add_grammar(lib: Any, chain: Any, vocab: Any, grammar: str) -> None:
-    sampler = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
-    if not sampler:
-        lib.llama_sampler_free(chain)
-        raise InvalidRequestError(
-            "llama.cpp could not parse the output grammar made from the requested format.",
-            param="response_format",
-        )
-    lib.llama_sampler_chain_add(chain, sampler)
-
-
 def build_sampler(lib: Any, params: SamplingParams, prompt_ids: List[int],
-                  n_vocab: int, banned: Sequence[int] = (), vocab: Any = None) -> Any:
-    """A sampler with `sample(ctx, batch_index) -> token` and `free()`. `vocab` (the
-    model's llama_vocab) is needed only for a request with a grammar."""
-    if params.temperature <= 0.0 and not _penalized(params) and not params.grammar:
+                  n_vocab: int, banned: Sequence[int] = ()) -> Any:
+    """A sampler with `sample(ctx, batch_index) -> token` and `free()`."""
+    if params.temperature <= 0.0 and not _penalized(params):
         return ArgmaxSampler(lib, n_vocab, banned)
     chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-    if params.grammar:
-        _add_grammar(lib, chain, vocab, params.grammar)
     if banned:
         bias = (lib.llama_logit_bias * len(banned))()
         for i, tok in enumerate(banned):

@@ -17,11 +17,14 @@ conversation re-sends the whole history and finds it already evaluated.
 
 import logging
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
 
 from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
 from .admission import SchedulerThread, Ticket
+from .guidance import Constraint
 from .llama_sampling import build_sampler
 from .text_stream import TextStream, paced_interval
 
@@ -32,7 +35,8 @@ class _Seq:
     """A request running in a slot."""
 
     def __init__(self, ticket: Ticket, prompt: List[int], params: SamplingParams,
-                 sampler: Any, text: TextStream, cached: int):
+                 sampler: Any, text: TextStream, cached: int, shown: Dict[int, bytes],
+                 constraint: Optional[Constraint]):
         self.ticket = ticket
         self.prompt = prompt
         self.params = params
@@ -43,6 +47,8 @@ class _Seq:
         self.next_token: Optional[int] = None  # sampled, to be evaluated next step
         self.produced = 0
         self.stop_ids = set(params.stop_token_ids)
+        self.shown = shown  # special tokens this request's output shows as text
+        self.constraint = constraint  # the grammar its output follows, if any
 
 
 class _Slot:
@@ -76,6 +82,7 @@ class LlamaScheduler(SchedulerThread):
         stream_interval: float,
         eog_tokens: List[int],
         piece: Callable[[int], bytes],
+        special_id: Callable[[str], Optional[int]],
     ):
         self._lib = lib
         self._model = model
@@ -89,6 +96,7 @@ class LlamaScheduler(SchedulerThread):
         self._eog = frozenset(eog_tokens)
         self._eog_banned = sorted(self._eog)
         self._piece = piece
+        self._special_id = special_id
         self._slots = [_Slot(i) for i in range(n_parallel)]
         self._batch = lib.llama_batch_init(n_batch, 0, 1)
         super().__init__(n_parallel, max_queue, queue_timeout_s)
@@ -123,7 +131,7 @@ class LlamaScheduler(SchedulerThread):
         if not free or not len(self.queue):
             return
         for ticket in self.queue.take(len(free)):
-            prompt, _ = ticket.request
+            prompt = ticket.request[0]
             # Longest shared prefix first; among equals the least recently used, so
             # a conversation's cache lives as long as possible.
             slot = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
@@ -137,7 +145,7 @@ class LlamaScheduler(SchedulerThread):
 
     def _start(self, slot: _Slot, ticket: Ticket) -> None:
         lib = self._lib
-        prompt, params = ticket.request
+        prompt, params, constraint = ticket.request
         keep = common_prefix(slot.tokens, prompt)
         # The last prompt token is always evaluated: its logits give the first token.
         keep = min(keep, len(prompt) - 1)
@@ -153,9 +161,11 @@ class LlamaScheduler(SchedulerThread):
                 lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
             del slot.tokens[keep:]
         banned = self._eog_banned if params.ignore_eos else ()
-        sampler = build_sampler(lib, params, prompt, self._vocab_size, banned, self._vocab)
+        sampler = build_sampler(lib, params, prompt, self._vocab_size, banned)
         text = TextStream(ticket.emit, params.stop, self._pace)
-        slot.seq = _Seq(ticket, prompt, params, sampler, text, keep)
+        shown = {t: mark.encode("utf-8") for mark in params.keep_special
+                 if (t := self._special_id(mark)) is not None}
+        slot.seq = _Seq(ticket, prompt, params, sampler, text, keep, shown, constraint)
 
     def _decode(self) -> None:
         lib = self._lib
@@ -218,6 +228,9 @@ class LlamaScheduler(SchedulerThread):
         for slot, idx in sample_at:
             seq = slot.seq
             assert seq is not None
+            if seq.constraint is not None:  # the samplers read this row after us
+                seq.constraint.apply(np.ctypeslib.as_array(
+                    lib.llama_get_logits_ith(self._ctx, idx), shape=(self._vocab_size,)))
             token = seq.sampler.sample(self._ctx, idx)
             self._accept(slot, seq, token)
 
@@ -227,7 +240,11 @@ class LlamaScheduler(SchedulerThread):
             self._finish(slot, "stop")
             return
         seq.produced += 1
-        if seq.text.feed(self._piece(token)):
+        if seq.constraint is not None:
+            seq.constraint.accept(token)
+        if seq.text.feed(seq.shown.get(token) or self._piece(token)):
+            self._finish(slot, "stop")
+        elif seq.constraint is not None and seq.constraint.done:  # nothing may follow
             self._finish(slot, "stop")
         elif params.max_tokens is not None and seq.produced >= params.max_tokens:
             self._finish(slot, "length")

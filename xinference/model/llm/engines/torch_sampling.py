@@ -11,13 +11,16 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ....types import SamplingParams
+from .guidance import Constraint
 
 
 class RowSampler:
     """One sequence's sampling state: its parameters, generator and token counts."""
 
-    def __init__(self, params: SamplingParams, prompt_ids: Sequence[int], banned: Sequence[int]):
+    def __init__(self, params: SamplingParams, prompt_ids: Sequence[int], banned: Sequence[int],
+                 constraint: Optional[Constraint] = None):
         self.params = params
+        self.constraint = constraint  # the grammar the output follows, if any
         self.greedy = params.temperature <= 1e-5
         self.banned = torch.tensor(sorted(set(banned)), dtype=torch.long) if banned else None
         self._rep = params.repetition_penalty != 1.0
@@ -32,9 +35,12 @@ class RowSampler:
 
     @property
     def plain_argmax(self) -> bool:
-        return self.greedy and not self._rep and not self._pen and self.banned is None
+        return (self.greedy and not self._rep and not self._pen and self.banned is None
+                and self.constraint is None)
 
     def accept(self, token: int) -> None:
+        if self.constraint is not None:
+            self.constraint.accept(token)
         if self._rep:
             self._seen.add(token)
         if self._pen:
@@ -43,8 +49,11 @@ class RowSampler:
     def pick(self, logits: torch.Tensor) -> int:
         """A token from one row of logits (float32, on CPU or the model's device)."""
         p = self.params
-        if self.banned is not None or self._rep or self._pen:
+        if self.banned is not None or self._rep or self._pen or self.constraint is not None:
             logits = logits.clone()
+        if self.constraint is not None:
+            bias = torch.from_numpy(self.constraint.bias(logits.shape[-1]))
+            logits += bias.to(device=logits.device, dtype=logits.dtype)
         if self.banned is not None:
             logits[self.banned.to(logits.device)] = float("-inf")
         if self._rep and self._seen:

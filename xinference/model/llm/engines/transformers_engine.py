@@ -25,6 +25,7 @@ from ..chat_template import tokenizer_template
 from ..family import LLMFamily
 from .admission import Ticket
 from .base import LLMEngine
+from .guidance import GuideTokenizer
 
 # GGUF quantizations transformers can dequantize on load.
 GGUF_QUANTS = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
@@ -41,6 +42,8 @@ class TransformersEngine(LLMEngine):
     name = "Transformers"
     model_formats = ("pytorch", "ggufv2")
     supports_lora: ClassVar[bool] = True
+    supports_grammar: ClassVar[bool] = True
+    supports_tool_grammar: ClassVar[bool] = True
     launch_options = {
         "dtype": Choice(*DTYPES, "auto"),
         "torch_dtype": Choice(*DTYPES, "auto"),
@@ -88,6 +91,9 @@ class TransformersEngine(LLMEngine):
         self._context: Optional[int] = None
         self.device: Optional[str] = None
         self.dtype: Optional[str] = None
+        self._eos: List[int] = []
+        self._vocab_size = 0
+        self._guide = GuideTokenizer(self._guide_tokenizer)
 
     @property
     def context_length(self) -> int:
@@ -181,6 +187,8 @@ class TransformersEngine(LLMEngine):
             lora=lora,
             vocab_size=int(model.get_output_embeddings().weight.shape[0]),
         )
+        self._eos = sorted(eos_token_ids(tok, gen_config))
+        self._vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.load_progress = 1.0
 
     # ---- serving ----------------------------------------------------------------------
@@ -191,6 +199,20 @@ class TransformersEngine(LLMEngine):
     def chat_template(self) -> Optional[Tuple[str, Dict[str, str]]]:
         return tokenizer_template(self._tok)
 
+    def _special_id(self, text: str) -> Optional[int]:
+        ids = self._tok.encode(text, add_special_tokens=False)
+        return ids[0] if len(ids) == 1 and ids[0] in self._tok.all_special_ids else None
+
+    def _guide_tokenizer(self) -> Any:
+        from llguidance.hf import from_tokenizer
+
+        try:
+            return from_tokenizer(self._tok, n_vocab=self._vocab_size, eos_token=self._eos)
+        except Exception as e:  # noqa: BLE001 - a slow (Python) tokenizer, or one it cannot read
+            raise InvalidRequestError(
+                f"Output cannot be constrained with this model's tokenizer ({type(e).__name__}: {e}).",
+                param="response_format") from None
+
     async def generate(
         self, prompt_ids: List[int], params: SamplingParams
     ) -> AsyncIterator[GenerationDelta]:
@@ -198,7 +220,8 @@ class TransformersEngine(LLMEngine):
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         if params.lora_name is not None and params.lora_name not in {a.lora_name for a in self.lora_list}:
             raise self.unknown_lora(params.lora_name)
-        ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params))
+        constraint = await self._guide.constraint(params, self._special_id)
+        ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params, constraint))
         async for delta in self._scheduler.queue.serve(ticket):
             yield delta
 

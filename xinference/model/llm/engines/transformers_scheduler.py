@@ -23,7 +23,7 @@ import torch
 from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
 from .admission import SchedulerThread, Ticket
-from .detokenize import Detokenizer
+from .detokenize import Detokenizer, shown_specials
 from .slot_cache import SlotCache, SlotKV
 from .text_stream import TextStream, paced_interval
 from .torch_sampling import RowSampler, sample
@@ -140,15 +140,15 @@ class TransformersScheduler(SchedulerThread):
                 self._reset_kv()
 
     def _new_seq(self, ticket: Ticket) -> _Seq:
-        prompt, params = ticket.request
+        prompt, params, constraint = ticket.request
         stops = set(params.stop_token_ids)
         banned = [t for t in self._eos | stops if t < self._vocab] if params.ignore_eos else []
         seq = _Seq(
             ticket=ticket,
             prompt=prompt,
             params=params,
-            sampler=RowSampler(params, prompt, banned),
-            detok=Detokenizer(self._tok, prompt),
+            sampler=RowSampler(params, prompt, banned, constraint),
+            detok=Detokenizer(self._tok, prompt, shown_specials(self._tok, params.keep_special)),
             text=TextStream(ticket.emit, params.stop, self._pace),
             adapter=params.lora_name,
         )
@@ -249,6 +249,9 @@ class TransformersScheduler(SchedulerThread):
             seq.text.feed(seq.detok.flush().encode("utf-8"))
             reason = "stop"
         elif seq.text.feed(seq.detok.add(token).encode("utf-8")):
+            reason = "stop"
+        elif seq.sampler.constraint is not None and seq.sampler.constraint.done:
+            seq.text.feed(seq.detok.flush().encode("utf-8"))  # the grammar allows nothing more
             reason = "stop"
         elif params.max_tokens is not None and seq.generated >= params.max_tokens:
             seq.text.feed(seq.detok.flush().encode("utf-8"))

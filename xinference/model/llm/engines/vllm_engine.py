@@ -245,6 +245,8 @@ class VllmEngine(LLMEngine):
             # back only text that may start a stop string.
             seed=params.seed, stop_token_ids=list(params.stop_token_ids),
             ignore_eos=params.ignore_eos, structured_outputs=structured,
+            # markers such as Mistral's [TOOL_CALLS] are special tokens
+            skip_special_tokens=not params.keep_special,
             output_kind=RequestOutputKind.DELTA)
 
     async def _stream(self, prompt_ids: List[int], sampling: Any, stops: List[str],
