@@ -58,6 +58,11 @@ class SamplingParams(BaseModel):
     stop_token_ids: List[int] = Field(default_factory=list)
     # Never end at an end-of-generation token (benchmarks, fixed-length runs).
     ignore_eos: bool = False
+    # Added to the logits of these token ids before sampling (-100 bans, +100 forces).
+    logit_bias: Dict[int, float] = Field(default_factory=dict)
+    # Report each generated token's log-probability and this many alternatives (0-20);
+    # None: no log-probabilities.
+    logprobs: Optional[int] = None
     # The LoRA adapter to generate with (a name given at launch); None: the base model.
     lora_name: Optional[str] = None
     # Constrain the output to JSON matching this schema ({"type": "object"}: any JSON
@@ -92,6 +97,9 @@ class GenerationDelta(BaseModel):
     # Calls the model wrote that name no declared tool or whose arguments do not match
     # its schema: {"name", "arguments", "error"}. Their text stays in `text`.
     invalid_tool_calls: List[Dict[str, Any]] = Field(default_factory=list)
+    # With SamplingParams.logprobs: per token generated in this step, {"token", "bytes",
+    # "logprob", "top": [{"token", "bytes", "logprob"}, ...]}.
+    logprobs: List[Dict[str, Any]] = Field(default_factory=list)
 
 
 class LoRASpec(BaseModel):

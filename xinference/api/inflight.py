@@ -37,6 +37,7 @@ class InFlightRequest:
         self.id_from_client = from_client
         self.started = time.perf_counter()
         self.model: Optional[str] = None  # the model uid that took it, once routed
+        self.end_user: Optional[str] = None  # the request's `user` field
         self.ttft_s: Optional[float] = None
         self.usage: Dict[str, int] = {}
         self.streamed = False  # a generation was opened as a stream

@@ -30,6 +30,8 @@ class FinishedRequest:
     cached_tokens: int  # prompt tokens served from the replica's prefix cache
     ttft_s: Optional[float]  # arrival to first delta; None unless it was generated as a stream
     e2e_s: float  # arrival to the response's last byte
+    # the request's `user` field: who the client says the tokens were for
+    end_user: Optional[str] = None
 
 
 Observer = Callable[[FinishedRequest], None]

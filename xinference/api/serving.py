@@ -45,17 +45,40 @@ T = TypeVar("T")
 class _Shape:
     """How one endpoint names and shapes its responses."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, logprobs: bool = False, text_offset: int = 0):
         self.kind = kind
         self.prefix = "chatcmpl" if kind == "chat" else "cmpl"
         self.object = "chat.completion.chunk" if kind == "chat" else "text_completion"
+        self.logprobs = logprobs
+        # where the next token's text starts in the answer (completions' text_offset)
+        self._offset = text_offset
+
+    def _logprobs(self, entries: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        """OpenAI's logprobs object for these tokens: chat's `content` list, or the
+        completions API's parallel lists."""
+        if not self.logprobs:
+            return None
+        if self.kind == "chat":
+            return {"content": [
+                {"token": e["token"], "logprob": e["logprob"], "bytes": e["bytes"],
+                 "top_logprobs": [{"token": t["token"], "logprob": t["logprob"], "bytes": t["bytes"]}
+                                  for t in e["top"]]} for e in entries]}
+        offsets = []
+        for e in entries:
+            offsets.append(self._offset)
+            self._offset += len(e["token"])
+        return {"tokens": [e["token"] for e in entries],
+                "token_logprobs": [e["logprob"] for e in entries],
+                "top_logprobs": [{t["token"]: t["logprob"] for t in e["top"]} for e in entries],
+                "text_offset": offsets}
 
     def chunks(self, rid: str, model: str, created: int, delta: Dict[str, Any]) -> List[Dict[str, Any]]:
         """The stream chunks for one delta: its text, then each tool call as OpenAI streams
         one (id and name first, then the arguments), the finish reason on the last."""
         reason = delta.get("finish_reason")
+        logprobs = self._logprobs(delta.get("logprobs") or [])
         if self.kind != "chat":
-            choice = {"index": 0, "text": delta["text"], "logprobs": None, "finish_reason": reason}
+            choice = {"index": 0, "text": delta["text"], "logprobs": logprobs, "finish_reason": reason}
             return [self._chunk(rid, model, created, choice)]
         deltas: List[Dict[str, Any]] = []
         if delta["text"] or not (reason or delta.get("tool_calls")):
@@ -70,7 +93,8 @@ class _Shape:
         out = []
         for i, d in enumerate(deltas):
             last = i == len(deltas) - 1
-            choice = {"index": 0, "delta": d, "logprobs": None, "finish_reason": reason if last else None}
+            choice = {"index": 0, "delta": d, "logprobs": logprobs if i == 0 else None,
+                      "finish_reason": reason if last else None}
             if last and delta.get("invalid_tool_calls"):
                 choice["invalid_tool_calls"] = delta["invalid_tool_calls"]
             out.append(self._chunk(rid, model, created, choice))
@@ -91,14 +115,15 @@ class _Shape:
             choice: Dict[str, Any] = {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": self._logprobs(result.get("logprobs") or []),
                 "finish_reason": result["finish_reason"],
             }
             if result.get("invalid_tool_calls"):
                 choice["invalid_tool_calls"] = result["invalid_tool_calls"]
             obj = "chat.completion"
         else:
-            choice = {"index": 0, "text": result["text"], "logprobs": None,
+            choice = {"index": 0, "text": result["text"],
+                      "logprobs": self._logprobs(result.get("logprobs") or []),
                       "finish_reason": result["finish_reason"]}
             obj = "text_completion"
         return {"id": rid, "object": obj, "created": created, "model": model,
@@ -259,13 +284,17 @@ class Generation:
         return delta
 
     async def drain(self) -> Dict[str, Any]:
-        """The whole answer: the last delta with every delta's text and calls joined."""
+        """The whole answer: the last delta with every delta's text, calls and
+        log-probabilities joined."""
         parts: List[str] = []
         calls: List[Dict[str, Any]] = []
+        logprobs: List[Dict[str, Any]] = []
         async for d in self.deltas():
             parts.append(d["text"])
             calls += d.get("tool_calls") or []
-        return {**(self.last or {"finish_reason": "stop"}), "text": "".join(parts), "tool_calls": calls}
+            logprobs += d.get("logprobs") or []
+        return {**(self.last or {"finish_reason": "stop"}), "text": "".join(parts), "tool_calls": calls,
+                "logprobs": logprobs}
 
     async def close(self) -> None:
         """Ends the remote generator (aborting decoding if it still runs) and frees the slot."""
@@ -311,10 +340,12 @@ class LLMServing:
         self.router = router
 
     async def chat(self, req: ChatCompletionRequest, http: Request):
-        return await self._serve(_Shape("chat"), req, req.plain_messages(), req.chat_template_kwargs, http)
+        return await self._serve(_Shape("chat", req.logprobs), req, req.plain_messages(),
+                                 req.chat_template_kwargs, http)
 
     async def completion(self, req: CompletionRequest, http: Request):
-        return await self._serve(_Shape("completion"), req, req.prompt, None, http)
+        shape = _Shape("completion", req.logprobs is not None)
+        return await self._serve(shape, req, req.prompt, None, http)
 
     async def open(self, job: GenerationJob, http: Request) -> Generation:
         """Starts `job` on a replica; gives up (and frees the replica) if the client
@@ -347,6 +378,9 @@ class LLMServing:
                      template_kwargs: Optional[Dict[str, Any]], http: Request):
         if req.request_id:
             use_request_id(req.request_id)
+        tracked = current()
+        if tracked is not None and req.user:
+            tracked.end_user = req.user
         rid = f"{shape.prefix}-{uuid.uuid4().hex}"
         created = int(time.time())
         job = GenerationJob(req.model, shape.kind, payload, req.sampling(), template_kwargs)

@@ -93,5 +93,6 @@ def _record(req: InFlightRequest, status: int, principal: Any) -> FinishedReques
         cached_tokens=req.usage.get("cached_tokens", 0),
         ttft_s=req.ttft_s,
         e2e_s=time.perf_counter() - req.started,
+        end_user=req.end_user,
     )
 

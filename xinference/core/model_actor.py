@@ -260,11 +260,13 @@ class ModelActor(xo.StatelessActor):
         parts: List[str] = []
         calls: List[Dict[str, Any]] = []
         invalid: List[Dict[str, Any]] = []
+        logprobs: List[Dict[str, Any]] = []
         last: Dict[str, Any] = {}
         async for delta in self._deltas(kind, payload, params, template_kwargs):
             parts.append(delta.text)
             calls += delta.tool_calls
             invalid += delta.invalid_tool_calls
+            logprobs += delta.logprobs
             last = delta.model_dump()
-        last.update(text="".join(parts), tool_calls=calls, invalid_tool_calls=invalid)
+        last.update(text="".join(parts), tool_calls=calls, invalid_tool_calls=invalid, logprobs=logprobs)
         return last

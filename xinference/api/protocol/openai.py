@@ -21,8 +21,12 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+# logit_bias: OpenAI's range per token, and a bound on how many tokens one request biases.
+MAX_LOGIT_BIAS = 1024
+
+
 class SamplingRequest(BaseModel):
-    # Clients send keys we do not use (user, logit_bias, ...): accept and ignore them.
+    # Clients send keys that do not change the answer (metadata, store, ...): accept them.
     model_config = ConfigDict(extra="ignore")
 
     model: str
@@ -46,6 +50,20 @@ class SamplingRequest(BaseModel):
     # The id POST /v1/models/{uid}/requests/{id}/abort stops it by (Xinference clients
     # send it in generate_config); the X-Request-Id header wins over it.
     request_id: Optional[str] = Field(default=None, max_length=128)
+    # token id (as JSON object keys are text) -> added to its logit, -100 to 100
+    logit_bias: Optional[Dict[str, float]] = Field(default=None, max_length=MAX_LOGIT_BIAS)
+    # the end user, for usage accounting (FinishedRequest.end_user)
+    user: Optional[str] = Field(default=None, max_length=256)
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_biases(cls, v: Optional[Dict[str, float]]) -> Optional[Dict[str, float]]:
+        for key, bias in (v or {}).items():
+            if not key.isdigit():
+                raise ValueError(f"keys are token ids; {key[:40]!r} is not one")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"the bias of token {key} is {bias}; it must be between -100 and 100")
+        return v
 
     @field_validator("stop")
     @classmethod
@@ -69,6 +87,7 @@ class SamplingRequest(BaseModel):
             "stop_token_ids": list(self.stop_token_ids or []),
             "ignore_eos": self.ignore_eos,
             "lora_name": self.lora_name or None,
+            "logit_bias": {int(k): float(v) for k, v in (self.logit_bias or {}).items()},
         }
 
     @property
@@ -136,6 +155,15 @@ class ChatCompletionRequest(SamplingRequest):
     # the API before tools: a silently dropped function would leave a client waiting
     functions: Optional[Any] = None
     function_call: Optional[Any] = None
+    logprobs: bool = False
+    top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _with_logprobs(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if v is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return v
 
     @field_validator("chat_template_kwargs")
     @classmethod
@@ -191,6 +219,7 @@ class ChatCompletionRequest(SamplingRequest):
         if self.response_format is not None:
             out["json_schema"] = self.response_format.schema_for_sampling()
         out["tool_use"] = tool_use(self.tools, self.tool_choice, self.parallel_tool_calls)
+        out["logprobs"] = (self.top_logprobs or 0) if self.logprobs else None
         return out
 
     def plain_messages(self) -> List[Dict[str, Any]]:
@@ -207,6 +236,11 @@ class ChatCompletionRequest(SamplingRequest):
 class CompletionRequest(SamplingRequest):
     prompt: Union[Text, List[Text]]
     echo: bool = False
+    # how many alternatives per token to report with its log-probability
+    logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+    # fill-in-the-middle: no engine here takes a suffix, and dropping it would answer
+    # another question
+    suffix: Optional[str] = None
 
     @field_validator("prompt")
     @classmethod
@@ -216,3 +250,21 @@ class CompletionRequest(SamplingRequest):
                 raise ValueError("only a single prompt is supported per request")
             return v[0]
         return v
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, v: Optional[str]) -> Optional[str]:
+        if v:
+            raise ValueError("suffix (fill-in-the-middle) is not supported by these engines")
+        return v
+
+    @field_validator("logprobs")
+    @classmethod
+    def _not_with_echo(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if v is not None and info.data.get("echo"):
+            raise ValueError("logprobs with echo would need the prompt's log-probabilities, "
+                             "which are not computed; send one of the two")
+        return v
+
+    def sampling(self) -> Dict[str, Any]:
+        return {**super().sampling(), "logprobs": self.logprobs}

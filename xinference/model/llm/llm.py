@@ -70,6 +70,12 @@ class LLM:
                 f"The {self.engine.name} engine cannot force tool calls (tool_choice \"required\" "
                 'or a named function); send tool_choice "auto", or launch the model with the '
                 "llama.cpp engine.", param="tool_choice")
+        for asked, param in ((params.logprobs is not None, "logprobs"), (bool(params.logit_bias), "logit_bias")):
+            if asked and not self.engine.supports_logprobs:
+                raise InvalidRequestError(
+                    f"The {self.engine.name} engine does not report log-probabilities or take "
+                    f"logit_bias; send the request without {param}, or launch the model with "
+                    "the llama.cpp or Transformers engine.", param=param)
         if params.json_schema is not None and not self.engine.supports_grammar:
             raise InvalidRequestError(
                 f"The {self.engine.name} engine cannot constrain output to JSON (format / "

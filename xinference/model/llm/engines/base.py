@@ -43,6 +43,8 @@ class LLMEngine(ABC):
     # whether generate() honours SamplingParams.tool_grammar (output forced to be tool
     # calls: tool_choice "required" or a named function)
     supports_tool_grammar: ClassVar[bool] = False
+    # whether generate() honours SamplingParams.logprobs and logit_bias
+    supports_logprobs: ClassVar[bool] = False
     # how to install it, for the error a launch on a machine without it gets
     # (compiled engines build with our scripts' safe flags, not a plain pip install)
     install_hint: ClassVar[str] = ""

@@ -25,6 +25,7 @@ from ..family import LLMFamily, LLMSpec, ggml_architecture
 from .admission import Ticket
 from .base import LLMEngine
 from .guidance import GuideTokenizer
+from .logprobs import check_logit_bias
 
 DEFAULT_N_CTX = 4096
 DEFAULT_N_BATCH = 512
@@ -58,6 +59,7 @@ class LlamaCppEngine(LLMEngine):
     model_formats = ("ggufv2", "ggmlv3")
     supports_grammar = True
     supports_tool_grammar = True
+    supports_logprobs = True
     install_hint = "bash scripts/install_llama_cpp.sh"
     launch_options = {
         # tokens of one slot; the family's context_length caps it
@@ -269,6 +271,7 @@ class LlamaCppEngine(LLMEngine):
     ) -> AsyncIterator[GenerationDelta]:
         if not prompt_ids:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
+        check_logit_bias(params.logit_bias, self._lib.llama_vocab_n_tokens(self._vocab))
         constraint = await self._guide.constraint(params, self._special_id)
         ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params, constraint))
         async for delta in self._scheduler.queue.serve(ticket):

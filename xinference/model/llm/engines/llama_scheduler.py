@@ -19,13 +19,12 @@ import logging
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
-
 from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
 from .admission import SchedulerThread, Ticket
-from .guidance import Constraint
+from .llama_logits import RowProcessor, logits_row
 from .llama_sampling import build_sampler
+from .logprobs import entry
 from .text_stream import TextStream, paced_interval
 
 logger = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ class _Seq:
 
     def __init__(self, ticket: Ticket, prompt: List[int], params: SamplingParams,
                  sampler: Any, text: TextStream, cached: int, shown: Dict[int, bytes],
-                 constraint: Optional[Constraint]):
+                 rows: RowProcessor):
         self.ticket = ticket
         self.prompt = prompt
         self.params = params
@@ -48,7 +47,7 @@ class _Seq:
         self.produced = 0
         self.stop_ids = set(params.stop_token_ids)
         self.shown = shown  # special tokens this request's output shows as text
-        self.constraint = constraint  # the grammar its output follows, if any
+        self.rows = rows  # what is done to its logits before sampling
 
 
 class _Slot:
@@ -161,11 +160,12 @@ class LlamaScheduler(SchedulerThread):
                 lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
             del slot.tokens[keep:]
         banned = self._eog_banned if params.ignore_eos else ()
-        sampler = build_sampler(lib, params, prompt, self._vocab_size, banned)
+        sampler = build_sampler(lib, params, self._vocab_size)
+        rows = RowProcessor(params, prompt, banned, constraint)
         text = TextStream(ticket.emit, params.stop, self._pace)
         shown = {t: mark.encode("utf-8") for mark in params.keep_special
                  if (t := self._special_id(mark)) is not None}
-        slot.seq = _Seq(ticket, prompt, params, sampler, text, keep, shown, constraint)
+        slot.seq = _Seq(ticket, prompt, params, sampler, text, keep, shown, rows)
 
     def _decode(self) -> None:
         lib = self._lib
@@ -228,23 +228,28 @@ class LlamaScheduler(SchedulerThread):
         for slot, idx in sample_at:
             seq = slot.seq
             assert seq is not None
-            if seq.constraint is not None:  # the samplers read this row after us
-                seq.constraint.apply(np.ctypeslib.as_array(
-                    lib.llama_get_logits_ith(self._ctx, idx), shape=(self._vocab_size,)))
+            row = None
+            if not seq.rows.idle:  # the sampler reads the row after this
+                row = logits_row(lib, self._ctx, idx, self._vocab_size)
+                seq.rows.process(row)
             token = seq.sampler.sample(self._ctx, idx)
-            self._accept(slot, seq, token)
+            logprob = None
+            if row is not None and seq.rows.top_k is not None:
+                lp, top = seq.rows.logprobs(row, token)
+                logprob = entry(token, lp, top, self._piece)
+            self._accept(slot, seq, token, logprob)
 
-    def _accept(self, slot: _Slot, seq: _Seq, token: int) -> None:
+    def _accept(self, slot: _Slot, seq: _Seq, token: int, logprob: Optional[Dict[str, Any]]) -> None:
         params = seq.params
         if token in seq.stop_ids or (not params.ignore_eos and token in self._eog):
             self._finish(slot, "stop")
             return
         seq.produced += 1
-        if seq.constraint is not None:
-            seq.constraint.accept(token)
-        if seq.text.feed(seq.shown.get(token) or self._piece(token)):
+        seq.rows.accept(token)
+        constraint = seq.rows.constraint
+        if seq.text.feed(seq.shown.get(token) or self._piece(token), logprob):
             self._finish(slot, "stop")
-        elif seq.constraint is not None and seq.constraint.done:  # nothing may follow
+        elif constraint is not None and constraint.done:  # nothing may follow
             self._finish(slot, "stop")
         elif params.max_tokens is not None and seq.produced >= params.max_tokens:
             self._finish(slot, "length")

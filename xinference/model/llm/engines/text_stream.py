@@ -8,7 +8,7 @@ every token.
 
 import codecs
 import time
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ....types import GenerationDelta
 
@@ -71,21 +71,29 @@ class Coalescer:
         self._emit = emit
         self._interval = interval if callable(interval) else (lambda: interval)
         self._buf = ""
+        # log-probabilities of the tokens whose text is in _buf (or still held back):
+        # they travel with the text they stand for
+        self._logprobs: List[Dict[str, Any]] = []
         self._last: Optional[float] = None
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, logprob: Optional[Dict[str, Any]] = None) -> None:
+        if logprob is not None:
+            self._logprobs.append(logprob)
         if not text:
             return
         self._buf += text
         now = time.monotonic()
         if self._last is None or now - self._last >= self._interval():
-            self._emit(GenerationDelta(text=self._buf))
+            self._emit(GenerationDelta(text=self._buf, logprobs=self._logprobs))
             self._buf = ""
+            self._logprobs = []
             self._last = now
 
     def finish(self, last: GenerationDelta) -> None:
         last.text = self._buf + last.text
+        last.logprobs = self._logprobs + last.logprobs
         self._buf = ""
+        self._logprobs = []
         self._emit(last)
 
 
@@ -101,9 +109,10 @@ class TextStream:
         self._stops = StopMatcher(stops)
         self._out = Coalescer(emit, interval)
 
-    def feed(self, piece: bytes) -> bool:
+    def feed(self, piece: bytes, logprob: Optional[Dict[str, Any]] = None) -> bool:
+        """`logprob`: the token's log-probability entry, sent with its text."""
         text, hit = self._stops.feed(self._decoder.decode(piece))
-        self._out.add(text)
+        self._out.add(text, logprob)
         return hit
 
     def finish(self, last: GenerationDelta) -> None:

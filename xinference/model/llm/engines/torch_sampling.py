@@ -6,7 +6,7 @@ one batched argmax; the others are sampled one by one (a batch holds at most a f
 dozen rows, and top-k first keeps each row's work small even for 256k vocabularies).
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -21,6 +21,10 @@ class RowSampler:
                  constraint: Optional[Constraint] = None):
         self.params = params
         self.constraint = constraint  # the grammar the output follows, if any
+        self._bias_ids = torch.tensor(list(params.logit_bias), dtype=torch.long) if params.logit_bias else None
+        self._bias = torch.tensor(list(params.logit_bias.values())) if params.logit_bias else None
+        # (logprob, [(id, logprob)]) of the token pick() chose, with SamplingParams.logprobs
+        self.last_logprobs: Optional[Tuple[float, List[Tuple[int, float]]]] = None
         self.greedy = params.temperature <= 1e-5
         self.banned = torch.tensor(sorted(set(banned)), dtype=torch.long) if banned else None
         self._rep = params.repetition_penalty != 1.0
@@ -36,7 +40,7 @@ class RowSampler:
     @property
     def plain_argmax(self) -> bool:
         return (self.greedy and not self._rep and not self._pen and self.banned is None
-                and self.constraint is None)
+                and self.constraint is None and self._bias is None and self.params.logprobs is None)
 
     def accept(self, token: int) -> None:
         if self.constraint is not None:
@@ -49,8 +53,9 @@ class RowSampler:
     def pick(self, logits: torch.Tensor) -> int:
         """A token from one row of logits (float32, on CPU or the model's device)."""
         p = self.params
-        if self.banned is not None or self._rep or self._pen or self.constraint is not None:
-            logits = logits.clone()
+        if (self.banned is not None or self._rep or self._pen or self.constraint is not None
+                or self._bias is not None):
+            logits = logits.clone()  # the batch's row is not ours to change
         if self.constraint is not None:
             bias = torch.from_numpy(self.constraint.bias(logits.shape[-1]))
             logits += bias.to(device=logits.device, dtype=logits.dtype)
@@ -64,6 +69,15 @@ class RowSampler:
             ids = torch.tensor(list(self._counts), device=logits.device)
             counts = torch.tensor(list(self._counts.values()), dtype=logits.dtype, device=logits.device)
             logits[ids] -= p.frequency_penalty * counts + p.presence_penalty
+        if self._bias is not None and self._bias_ids is not None:
+            logits[self._bias_ids.to(logits.device)] += self._bias.to(logits.device, logits.dtype)
+        token = self._choose(logits)
+        if p.logprobs is not None:
+            self.last_logprobs = _logprobs(logits, token, p.logprobs)
+        return token
+
+    def _choose(self, logits: torch.Tensor) -> int:
+        p = self.params
         if self.greedy:
             return int(torch.argmax(logits))
         k = p.top_k if 0 < p.top_k < logits.shape[-1] else logits.shape[-1]
@@ -75,6 +89,16 @@ class RowSampler:
             probs = probs.masked_fill(cum - probs >= p.top_p, 0.0)
         choice = torch.multinomial(probs, 1, generator=self.generator)
         return int(idx[choice])
+
+
+def _logprobs(logits: torch.Tensor, token: int, k: int) -> Tuple[float, List[Tuple[int, float]]]:
+    """log-softmax of the processed row at `token`, and its top `k` (see logprobs.py)."""
+    lsm = torch.log_softmax(logits.float(), dim=-1)
+    top: List[Tuple[int, float]] = []
+    if k > 0:
+        values, idx = torch.topk(lsm, min(k, lsm.shape[-1]))
+        top = list(zip(idx.tolist(), values.tolist()))
+    return float(lsm[token]), top
 
 
 def sample(logits: torch.Tensor, rows: Sequence[RowSampler]) -> List[int]:

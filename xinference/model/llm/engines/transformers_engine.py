@@ -26,6 +26,7 @@ from ..family import LLMFamily
 from .admission import Ticket
 from .base import LLMEngine
 from .guidance import GuideTokenizer
+from .logprobs import check_logit_bias
 
 # GGUF quantizations transformers can dequantize on load.
 GGUF_QUANTS = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
@@ -44,6 +45,7 @@ class TransformersEngine(LLMEngine):
     supports_lora: ClassVar[bool] = True
     supports_grammar: ClassVar[bool] = True
     supports_tool_grammar: ClassVar[bool] = True
+    supports_logprobs: ClassVar[bool] = True
     launch_options = {
         "dtype": Choice(*DTYPES, "auto"),
         "torch_dtype": Choice(*DTYPES, "auto"),
@@ -220,6 +222,7 @@ class TransformersEngine(LLMEngine):
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         if params.lora_name is not None and params.lora_name not in {a.lora_name for a in self.lora_list}:
             raise self.unknown_lora(params.lora_name)
+        check_logit_bias(params.logit_bias, self._vocab_size)
         constraint = await self._guide.constraint(params, self._special_id)
         ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params, constraint))
         async for delta in self._scheduler.queue.serve(ticket):

@@ -24,6 +24,7 @@ from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
 from .admission import SchedulerThread, Ticket
 from .detokenize import Detokenizer, shown_specials
+from .logprobs import entry
 from .slot_cache import SlotCache, SlotKV
 from .text_stream import TextStream, paced_interval
 from .torch_sampling import RowSampler, sample
@@ -154,6 +155,10 @@ class TransformersScheduler(SchedulerThread):
         )
         return seq
 
+    def _piece(self, token: int) -> bytes:
+        """A token's own text, for log-probability entries."""
+        return self._tok.decode([token], skip_special_tokens=False).encode("utf-8")
+
     def _pace(self) -> float:
         return paced_interval(self._stream_interval, len(self._running))
 
@@ -245,10 +250,14 @@ class TransformersScheduler(SchedulerThread):
         seq.sampler.accept(token)
         params = seq.params
         reason: Optional[str] = None
+        logprob = None
+        if seq.sampler.last_logprobs is not None:
+            lp, top = seq.sampler.last_logprobs
+            logprob = entry(token, lp, top, self._piece)
         if token in self._eos or token in params.stop_token_ids:
             seq.text.feed(seq.detok.flush().encode("utf-8"))
             reason = "stop"
-        elif seq.text.feed(seq.detok.add(token).encode("utf-8")):
+        elif seq.text.feed(seq.detok.add(token).encode("utf-8"), logprob):
             reason = "stop"
         elif seq.sampler.constraint is not None and seq.sampler.constraint.done:
             seq.text.feed(seq.detok.flush().encode("utf-8"))  # the grammar allows nothing more

@@ -122,17 +122,21 @@ async def read_tool_calls(deltas: AsyncIterator[GenerationDelta], fmt: ToolForma
                           use: ToolUse) -> AsyncIterator[GenerationDelta]:
     """The engine's deltas with their text split into prose and tool calls."""
     reader = ToolCallReader(fmt, use)
+    held: List[Dict[str, Any]] = []  # log-probabilities of deltas whose text is held
     try:
         async for delta in deltas:
+            logprobs, held = held + delta.logprobs, []
             if delta.finish_reason:
                 prose, calls, invalid = reader.finish(delta.text)
                 reason = "tool_calls" if reader.count and delta.finish_reason == "stop" else delta.finish_reason
-                yield delta.model_copy(update={"text": prose, "tool_calls": calls,
+                yield delta.model_copy(update={"text": prose, "tool_calls": calls, "logprobs": logprobs,
                                                "invalid_tool_calls": invalid, "finish_reason": reason})
                 return
             prose, calls, invalid = reader.feed(delta.text)
             if prose or calls or invalid:
                 yield delta.model_copy(update={"text": prose, "tool_calls": calls,
-                                               "invalid_tool_calls": invalid})
+                                               "invalid_tool_calls": invalid, "logprobs": logprobs})
+            else:
+                held = logprobs
     finally:
         await deltas.aclose()  # type: ignore[attr-defined]
