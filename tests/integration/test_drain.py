@@ -100,8 +100,11 @@ def test_a_stopping_worker_drains_its_replica_and_it_moves_to_another(tmp_path):
             workers.append(start(["xinference-worker", "-e", endpoint, "-H", "127.0.0.1", "--shutdown-timeout",
                                   "120"], log_dir, f"worker{i}", FAST))
         wait_until(lambda: len(_workers(endpoint)) == 2, 30, what="two workers registered")
+        # one decode thread per replica: two replicas that each spin on both cores of a
+        # 2-core machine slow each other down many times over (llama.cpp's threads
+        # busy-wait), and this test is about draining, not speed
         r = requests.post(endpoint + "/v1/models", timeout=180, json={
-            "model_name": "gemma-3", "model_uid": "g", "replica": 2, "n_ctx": 2048})
+            "model_name": "gemma-3", "model_uid": "g", "replica": 2, "n_ctx": 2048, "n_threads": 1})
         assert r.status_code == 200, r.text
         out: list = []
         streams = [threading.Thread(target=_stream, args=(endpoint, out, 150)) for _ in range(2)]

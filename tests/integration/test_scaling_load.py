@@ -19,7 +19,9 @@ def _load(endpoint, stop, results):
 
 def test_scale_up_and_down_under_load_fails_no_request(api, local):
     r = requests.post(api + "/v1/models", timeout=120, json={
-        "model_name": "gemma-3", "model_uid": "scaled", "n_ctx": 256, "n_parallel": 2})
+        "model_name": "gemma-3", "model_uid": "scaled", "n_ctx": 256, "n_parallel": 2,
+        # one decode thread per replica: see test_drain's two-replica test
+        "n_threads": 1})
     assert r.status_code == 200, r.text
     stop, results = threading.Event(), []
     clients = [threading.Thread(target=_load, args=(api, stop, results)) for _ in range(3)]
