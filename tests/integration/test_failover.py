@@ -57,8 +57,9 @@ def test_killing_a_worker_fails_no_request(tmp_path):
             workers.append(start(["xinference-worker", "-e", endpoint, "-H", "127.0.0.1"],
                                  log_dir, f"worker{i}", FAST))
         wait_until(lambda: len(_workers(endpoint)) == 2, 30, what="two workers registered")
+        # one decode thread per replica: see test_drain's two-replica test
         r = requests.post(endpoint + "/v1/models", timeout=180, json={
-            "model_name": "gemma-3", "model_uid": "g2", "replica": 2, "n_ctx": 4096})
+            "model_name": "gemma-3", "model_uid": "g2", "replica": 2, "n_ctx": 4096, "n_threads": 1})
         assert r.status_code == 200, r.text + sup.log()
         desc = requests.get(endpoint + "/v1/models/g2").json()
         hosts = {rep["worker_address"] for rep in desc["replicas"]}
