@@ -30,7 +30,7 @@ class LLM:
         if tool_use is not None:
             messages, variables = self.tool_format().prepare(messages, tool_use.tools)
         elif self.family.tool_call_format:  # a history with calls, but no tools offered now
-            messages, variables = tool_format(self.family.tool_call_format, "").prepare(messages, None)
+            messages, variables = self.tool_format().prepare(messages, None)
         else:
             messages, variables = [with_object_arguments(m) for m in messages], {}
         ids = self.engine.chat_ids(messages, template_kwargs)

@@ -99,6 +99,7 @@ class LlamaCppEngine(LLMEngine):
         self._n_ctx_seq: Optional[int] = None
         self._pieces: Dict[int, bytes] = {}
         self._specials: Dict[str, Optional[int]] = {}
+        self._eog: List[int] = []
         self._guide = GuideTokenizer(self._guide_tokenizer)
         self._own_template: Optional[Tuple[str, Dict[str, str]]] = None
 
@@ -181,6 +182,7 @@ class LlamaCppEngine(LLMEngine):
         self._model, self._ctx = model, ctx
         self._vocab = lib.llama_model_get_vocab(model)
         self._own_template = self._read_template(model)
+        self._eog = self._eog_tokens()  # a scan of the vocabulary: once
         self._n_ctx_seq = min(n_ctx, int(lib.llama_n_ctx_seq(ctx)))
         self._piece_buf = ctypes.create_string_buffer(256)
 
@@ -200,7 +202,7 @@ class LlamaCppEngine(LLMEngine):
             max_queue=int(opts.get("max_queue") or 8 * n_parallel),
             queue_timeout_s=float(opts.get("queue_timeout_s") or DEFAULT_QUEUE_TIMEOUT_S),
             stream_interval=float(opts.get("stream_interval", DEFAULT_STREAM_INTERVAL)),
-            eog_tokens=self._eog_tokens(),
+            eog_tokens=self._eog,
             piece=self._piece,
             special_id=self._special_id,
         )
@@ -259,7 +261,7 @@ class LlamaCppEngine(LLMEngine):
             # it reads each token's attributes through a deprecated alias: a warning per token
             warnings.simplefilter("ignore", DeprecationWarning)
             return lltokenizer_from_vocab(self._vocab, n_vocab=self._lib.llama_vocab_n_tokens(self._vocab),
-                                          eos_token=self._eog_tokens())
+                                          eos_token=self._eog)
 
     def _eog_tokens(self) -> List[int]:
         """Every end-of-generation token of the vocabulary (a scan, done once at load)."""

@@ -173,6 +173,8 @@ class TransformersEngine(LLMEngine):
 
         from .transformers_scheduler import TransformersScheduler, eos_token_ids
 
+        self._eos = sorted(eos_token_ids(tok, gen_config))
+        self._vocab_size = int(model.get_output_embeddings().weight.shape[0])
         max_seqs = int(opts.get("max_num_seqs") or (
             DEFAULT_MAX_NUM_SEQS_GPU if device.startswith("cuda") else DEFAULT_MAX_NUM_SEQS_CPU))
         self._scheduler = TransformersScheduler(
@@ -185,12 +187,10 @@ class TransformersEngine(LLMEngine):
             max_queue=int(opts.get("max_queue") or 8 * max_seqs),
             queue_timeout_s=float(opts.get("queue_timeout_s") or DEFAULT_QUEUE_TIMEOUT_S),
             stream_interval=float(opts.get("stream_interval", DEFAULT_STREAM_INTERVAL)),
-            eos_ids=eos_token_ids(tok, gen_config),
+            eos_ids=set(self._eos),
             lora=lora,
-            vocab_size=int(model.get_output_embeddings().weight.shape[0]),
+            vocab_size=self._vocab_size,
         )
-        self._eos = sorted(eos_token_ids(tok, gen_config))
-        self._vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.load_progress = 1.0
 
     # ---- serving ----------------------------------------------------------------------
