@@ -77,6 +77,11 @@ class SamplingParams(BaseModel):
     # Special tokens (by their text) that the output must show rather than drop, such as
     # Mistral's [TOOL_CALLS], which tells calls from text.
     keep_special: List[str] = Field(default_factory=list)
+    # Choices per prompt, and (completions) how many to generate to keep the n whose
+    # tokens are likeliest on average. The LLM layer fans these out (engines get n == 1
+    # and evaluate the shared prompt once, see LLMEngine.generate_n).
+    n: int = 1
+    best_of: Optional[int] = None
 
 
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -86,6 +91,9 @@ class GenerationDelta(BaseModel):
     """One step of a generation: new text, and on the last step why it ended."""
 
     text: str = ""
+    # which choice it belongs to (prompt p's choice j is p * n + j), for n > 1 or a list
+    # of prompts
+    index: int = 0
     finish_reason: Optional[FinishReason] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0

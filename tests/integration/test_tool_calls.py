@@ -57,14 +57,16 @@ def _valid(call):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_required_always_gives_valid_calls_of_declared_tools(client, tools_model, seed):
+    # two choices each time: each is held to the grammar on its own
     r = client.chat.completions.create(model=UID, messages=ASK, tools=TOOLS, tool_choice="required",
-                                       temperature=1.0, seed=seed, max_tokens=200)
-    choice = r.choices[0]
-    assert choice.finish_reason == "tool_calls", choice
-    assert choice.message.content is None and choice.message.tool_calls
-    names = [_valid(c)[0] for c in choice.message.tool_calls]
-    assert set(names) <= {"get_weather", "get_time"}
-    assert len({c.id for c in choice.message.tool_calls}) == len(names)
+                                       temperature=1.0, seed=2 * seed, max_tokens=200, n=2)
+    assert [c.index for c in r.choices] == [0, 1]
+    for choice in r.choices:
+        assert choice.finish_reason == "tool_calls", choice
+        assert choice.message.content is None and choice.message.tool_calls
+        names = [_valid(c)[0] for c in choice.message.tool_calls]
+        assert set(names) <= {"get_weather", "get_time"}
+        assert len({c.id for c in choice.message.tool_calls}) == len(names)
 
 
 def test_a_named_function_is_the_one_called_once_without_parallel_calls(client, tools_model):

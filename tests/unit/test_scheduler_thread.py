@@ -76,3 +76,34 @@ async def test_stop_fails_the_running_and_the_waiting_request():
     for task in (running, waiting):
         with pytest.raises(XinferenceError, match="shutting down"):
             await asyncio.wait_for(task, 5)
+
+
+async def test_a_group_of_choices_is_admitted_whole_and_in_turn():
+    from xinference.errors import ServerBusyError
+    from xinference.model.llm.engines.admission import WaitQueue
+
+    queue = WaitQueue(max_queue=8, timeout_s=0.3, free_slots=lambda: 0, wake=lambda: None)
+    loop = asyncio.get_running_loop()
+    group = queue.serve_group(loop, ["a", "b", "c"], max_group=3)
+    alone = Ticket(loop, "d")
+    tasks = [asyncio.ensure_future(s.__anext__()) for s in group]
+    await asyncio.sleep(0.01)
+    behind = asyncio.ensure_future(queue.serve(alone).__anext__())
+    await asyncio.sleep(0.01)
+    assert len(queue) == 2  # the group's leader, then the single request
+    assert queue.take(2) == []  # the group needs 3: it waits, and what is behind it too
+    leader = queue.take(3)
+    assert [t.request for t in leader] == ["a"] and [f.request for f in leader[0].followers] == ["b", "c"]
+    for i, ticket in enumerate([leader[0], *leader[0].followers]):
+        ticket.emit(GenerationDelta(text=ticket.request, index=i))
+    assert [(await t).text for t in tasks] == ["a", "b", "c"]
+    # the single request was never admitted: its wait ends in a 503, as a group's does
+    with pytest.raises(ServerBusyError):
+        await behind
+    more = queue.serve_group(loop, ["e", "f"], max_group=2)
+    waits = [asyncio.ensure_future(s.__anext__()) for s in more]
+    for wait in waits:  # the follower hears why its leader gave up
+        with pytest.raises(ServerBusyError):
+            await wait
+    for stream in group + more:
+        await stream.aclose()

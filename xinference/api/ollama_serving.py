@@ -55,9 +55,8 @@ def _error_line(e: XinferenceError) -> str:
 
 
 def _timings(gen: Generation) -> Dict[str, int]:
-    last = gen.last or {}
     return timing_fields(gen.started_ns, gen.first_ns, gen.last_ns, time.perf_counter_ns(),
-                         last.get("prompt_tokens", 0), last.get("completion_tokens", 0))
+                         gen.usage["prompt_tokens"], gen.usage["completion_tokens"])
 
 
 class OllamaServing:
@@ -137,9 +136,10 @@ class OllamaServing:
         if not req.streaming:
             with named_model(req.model):
                 result, gen = await self._llm.collect(job, http)
-            return JSONResponse(done_reply(kind, req.model, result["text"],
-                                           result.get("finish_reason") or "stop", _timings(gen),
-                                           result.get("tool_calls")))
+            answer: Dict[str, Any] = result["choices"][0] if result["choices"] else {"text": ""}
+            return JSONResponse(done_reply(kind, req.model, answer["text"],
+                                           answer.get("finish_reason") or "stop", _timings(gen),
+                                           answer.get("tool_calls")))
         with named_model(req.model):
             gen = await self._llm.open(job, http)
         return stream_response(gen, _lines(kind, req.model, gen), _error_line, NDJSON)

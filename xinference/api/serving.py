@@ -30,6 +30,7 @@ from typing import (
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..answers import USAGE_KEYS, Answers
 from ..errors import InvalidRequestError, XinferenceError
 from .errors import ClientGone, error_body, unexpected
 from .inflight import abortable, current, use_request_id
@@ -45,17 +46,18 @@ T = TypeVar("T")
 class _Shape:
     """How one endpoint names and shapes its responses."""
 
-    def __init__(self, kind: str, logprobs: bool = False, text_offset: int = 0):
+    def __init__(self, kind: str, logprobs: bool = False):
         self.kind = kind
         self.prefix = "chatcmpl" if kind == "chat" else "cmpl"
         self.object = "chat.completion.chunk" if kind == "chat" else "text_completion"
         self.logprobs = logprobs
-        # where the next token's text starts in the answer (completions' text_offset)
-        self._offset = text_offset
+        # per choice, where the next token's text starts in its answer (completions'
+        # text_offset)
+        self._offsets: Dict[int, int] = {}
 
-    def _logprobs(self, entries: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-        """OpenAI's logprobs object for these tokens: chat's `content` list, or the
-        completions API's parallel lists."""
+    def _logprobs(self, entries: List[Dict[str, Any]], index: int = 0) -> Optional[Dict[str, Any]]:
+        """OpenAI's logprobs object for these tokens of choice `index`: chat's `content`
+        list, or the completions API's parallel lists."""
         if not self.logprobs:
             return None
         if self.kind == "chat":
@@ -64,9 +66,11 @@ class _Shape:
                  "top_logprobs": [{"token": t["token"], "logprob": t["logprob"], "bytes": t["bytes"]}
                                   for t in e["top"]]} for e in entries]}
         offsets = []
+        at = self._offsets.get(index, 0)
         for e in entries:
-            offsets.append(self._offset)
-            self._offset += len(e["token"])
+            offsets.append(at)
+            at += len(e["token"])
+        self._offsets[index] = at
         return {"tokens": [e["token"] for e in entries],
                 "token_logprobs": [e["logprob"] for e in entries],
                 "top_logprobs": [{t["token"]: t["logprob"] for t in e["top"]} for e in entries],
@@ -76,9 +80,10 @@ class _Shape:
         """The stream chunks for one delta: its text, then each tool call as OpenAI streams
         one (id and name first, then the arguments), the finish reason on the last."""
         reason = delta.get("finish_reason")
-        logprobs = self._logprobs(delta.get("logprobs") or [])
+        index = int(delta.get("index") or 0)
+        logprobs = self._logprobs(delta.get("logprobs") or [], index)
         if self.kind != "chat":
-            choice = {"index": 0, "text": delta["text"], "logprobs": logprobs, "finish_reason": reason}
+            choice = {"index": index, "text": delta["text"], "logprobs": logprobs, "finish_reason": reason}
             return [self._chunk(rid, model, created, choice)]
         deltas: List[Dict[str, Any]] = []
         if delta["text"] or not (reason or delta.get("tool_calls")):
@@ -93,7 +98,7 @@ class _Shape:
         out = []
         for i, d in enumerate(deltas):
             last = i == len(deltas) - 1
-            choice = {"index": 0, "delta": d, "logprobs": logprobs if i == 0 else None,
+            choice = {"index": index, "delta": d, "logprobs": logprobs if i == 0 else None,
                       "finish_reason": reason if last else None}
             if last and delta.get("invalid_tool_calls"):
                 choice["invalid_tool_calls"] = delta["invalid_tool_calls"]
@@ -104,30 +109,27 @@ class _Shape:
         return {"id": rid, "object": self.object, "created": created, "model": model, "choices": [choice]}
 
     def whole(self, rid: str, model: str, created: int, result: Dict[str, Any]) -> Dict[str, Any]:
-        if self.kind == "chat":
-            calls = result.get("tool_calls") or []
-            message: Dict[str, Any] = {"role": "assistant",
-                                       "content": result["text"] if result["text"] or not calls else None}
-            if calls:
-                message["tool_calls"] = [
-                    {"id": c["id"], "type": "function",
-                     "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
-            choice: Dict[str, Any] = {
-                "index": 0,
-                "message": message,
-                "logprobs": self._logprobs(result.get("logprobs") or []),
-                "finish_reason": result["finish_reason"],
-            }
-            if result.get("invalid_tool_calls"):
-                choice["invalid_tool_calls"] = result["invalid_tool_calls"]
-            obj = "chat.completion"
-        else:
-            choice = {"index": 0, "text": result["text"],
-                      "logprobs": self._logprobs(result.get("logprobs") or []),
-                      "finish_reason": result["finish_reason"]}
-            obj = "text_completion"
-        return {"id": rid, "object": obj, "created": created, "model": model,
-                "choices": [choice], "usage": _usage(result)}
+        """The whole answer, from answers.Answers' result."""
+        return {"id": rid, "object": "chat.completion" if self.kind == "chat" else "text_completion",
+                "created": created, "model": model,
+                "choices": [self._choice(c) for c in result["choices"]], "usage": _usage(result)}
+
+    def _choice(self, c: Dict[str, Any]) -> Dict[str, Any]:
+        logprobs = self._logprobs(c.get("logprobs") or [], c["index"])
+        if self.kind != "chat":
+            return {"index": c["index"], "text": c["text"], "logprobs": logprobs,
+                    "finish_reason": c["finish_reason"]}
+        calls = c.get("tool_calls") or []
+        message: Dict[str, Any] = {"role": "assistant", "content": c["text"] if c["text"] or not calls else None}
+        if calls:
+            message["tool_calls"] = [
+                {"id": t["id"], "type": "function",
+                 "function": {"name": t["name"], "arguments": t["arguments"]}} for t in calls]
+        choice: Dict[str, Any] = {"index": c["index"], "message": message, "logprobs": logprobs,
+                                  "finish_reason": c["finish_reason"]}
+        if c.get("invalid_tool_calls"):
+            choice["invalid_tool_calls"] = c["invalid_tool_calls"]
+        return choice
 
 
 def _usage(delta: Dict[str, Any]) -> Dict[str, Any]:
@@ -216,7 +218,20 @@ class GenerationJob(NamedTuple):
 
     def prefix(self) -> List[bytes]:
         """Keys of the prompt's beginning, for routing to the replica that cached it."""
-        return prefix_keys(prompt_text(self.kind, self.payload))
+        first = self.payload[0] if self.kind == "completion" and isinstance(self.payload, list) else self.payload
+        return prefix_keys(prompt_text(self.kind, first))
+
+    def prompts(self) -> List[Any]:
+        """The prompts it answers: a completion may send a list."""
+        return self.payload if self.kind == "completion" and isinstance(self.payload, list) else [self.payload]
+
+    @property
+    def n(self) -> int:
+        return int(self.params.get("n") or 1)
+
+    def choices(self) -> int:
+        """How many choices the answer has: n per prompt."""
+        return self.n * len(self.prompts())
 
 
 class Generation:
@@ -229,12 +244,15 @@ class Generation:
     """
 
     def __init__(self, router: ReplicaRouter, lease: Lease, it: Any,
-                 first: Optional[Dict[str, Any]], started_ns: int):
+                 first: Optional[Dict[str, Any]], started_ns: int, choices: int = 1):
         self._router = router
         self._lease = lease
         self._it = it
         self.first = first
         self.last = first
+        self.choices = choices
+        self.finished = 0  # choices whose last delta came
+        self.usage = dict.fromkeys(USAGE_KEYS, 0)  # of the finished choices
         self.started_ns = started_ns
         self.first_ns = self.last_ns = time.perf_counter_ns()
         self._closed = False
@@ -248,13 +266,13 @@ class Generation:
                 self._req.delta(first)
 
     async def deltas(self) -> AsyncIterator[Dict[str, Any]]:
-        """Every delta, the first included; the last carries finish_reason and usage."""
+        """Every delta, the first included, until every choice's last one (which has
+        finish_reason and that choice's usage)."""
         if self.first is None:
             return
+        self._count(self.first)
         yield self.first
-        if self.first.get("finish_reason"):
-            return
-        while True:
+        while self.finished < self.choices:
             try:
                 delta = await self._next()
             except StopAsyncIteration:
@@ -264,7 +282,14 @@ class Generation:
                     self._router.mark_down(self._lease, e)
                 raise
             self.last, self.last_ns = delta, time.perf_counter_ns()
+            self._count(delta)
             yield delta
+
+    def _count(self, delta: Dict[str, Any]) -> None:
+        if delta.get("finish_reason"):
+            self.finished += 1
+            for key in USAGE_KEYS:
+                self.usage[key] += int(delta.get(key) or 0)
 
     async def _next(self) -> Dict[str, Any]:
         req = self._req
@@ -284,17 +309,11 @@ class Generation:
         return delta
 
     async def drain(self) -> Dict[str, Any]:
-        """The whole answer: the last delta with every delta's text, calls and
-        log-probabilities joined."""
-        parts: List[str] = []
-        calls: List[Dict[str, Any]] = []
-        logprobs: List[Dict[str, Any]] = []
+        """The whole answer (answers.Answers' result)."""
+        answers = Answers()
         async for d in self.deltas():
-            parts.append(d["text"])
-            calls += d.get("tool_calls") or []
-            logprobs += d.get("logprobs") or []
-        return {**(self.last or {"finish_reason": "stop"}), "text": "".join(parts), "tool_calls": calls,
-                "logprobs": logprobs}
+            answers.add(d)
+        return answers.result()
 
     async def close(self) -> None:
         """Ends the remote generator (aborting decoding if it still runs) and frees the slot."""
@@ -352,7 +371,7 @@ class LLMServing:
         leaves first. The caller must `close()` what it gets."""
         started = time.perf_counter_ns()
         lease, (it, first) = await _unless_disconnected(http, self._open_stream(job.model, job.args(), job.prefix()))
-        return Generation(self.router, lease, it, first, started)
+        return Generation(self.router, lease, it, first, started, job.choices())
 
     async def collect(self, job: GenerationJob, http: Request) -> "tuple[Dict[str, Any], Generation]":
         """The whole answer, read as a stream so that its deltas are timed; returns it
@@ -371,7 +390,7 @@ class LLMServing:
             job.prefix())
         req = current()
         if req is not None:
-            req.delta(result)
+            req.add_usage(result)
         return result
 
     async def _serve(self, shape: _Shape, req: SamplingRequest, payload: Any,
@@ -387,7 +406,9 @@ class LLMServing:
         if not req.stream:
             result = await _unless_disconnected(http, self.complete(job))
             if shape.kind == "completion" and getattr(req, "echo", False):
-                result["text"] = payload + result["text"]
+                prompts = job.prompts()
+                for choice in result["choices"]:
+                    choice["text"] = prompts[choice["index"] // job.n] + choice["text"]
             return JSONResponse(shape.whole(rid, req.model, created, result))
         gen = await self.open(job, http)
         frames = self._sse_frames(shape, req, job, gen, rid, created)
@@ -415,17 +436,19 @@ class LLMServing:
     @staticmethod
     async def _sse_frames(shape: _Shape, req: SamplingRequest, job: GenerationJob, gen: Generation,
                           rid: str, created: int) -> AsyncGenerator[str, None]:
-        if shape.kind == "chat":
-            head = shape.chunks(rid, req.model, created, {"text": ""})[0]
-            head["choices"][0]["delta"] = {"role": "assistant", "content": ""}
-            yield _sse(head)
-        if getattr(req, "echo", False):
-            yield _sse(shape.chunks(rid, req.model, created, {"text": job.payload})[0])
+        for index in range(job.choices()):
+            if shape.kind == "chat":
+                head = shape.chunks(rid, req.model, created, {"text": "", "index": index})[0]
+                head["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+                yield _sse(head)
+            elif getattr(req, "echo", False):
+                prompt = job.prompts()[index // job.n]
+                yield _sse(shape.chunks(rid, req.model, created, {"text": prompt, "index": index})[0])
         async for delta in gen.deltas():
             for chunk in shape.chunks(rid, req.model, created, delta):
                 yield _sse(chunk)
-        if req.include_usage and gen.last is not None:
+        if req.include_usage and gen.finished:
             tail = {"id": rid, "object": shape.object, "created": created, "model": req.model,
-                    "choices": [], "usage": _usage(gen.last)}
+                    "choices": [], "usage": _usage(gen.usage)}
             yield _sse(tail)
         yield "data: [DONE]\n\n"

@@ -12,6 +12,7 @@ from typing import Any, AsyncGenerator, AsyncIterator, Dict, List, Optional, Tup
 
 import xoscar as xo
 
+from ..answers import Answers
 from ..errors import InvalidRequestError, ModelNotReadyError
 from ..model.hub.progress import DownloadProgress
 from ..model.llm.engines import get_engine_class
@@ -200,31 +201,33 @@ class ModelActor(xo.StatelessActor):
         self._require("rerank", "/v1/rerank")
         return await self._count(self._model.rerank(query, documents, top_n, return_documents, return_len))
 
-    def _prompt(self, kind: str, payload: Any, template_kwargs: Optional[Dict],
-                params: SamplingParams) -> List[int]:
+    def _prompts(self, kind: str, payload: Any, template_kwargs: Optional[Dict],
+                 params: SamplingParams) -> List[List[int]]:
+        """The token ids of the request's prompt; a completion may give a list of them."""
         endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
         self._require("LLM", endpoint)
         assert self._llm is not None
         if kind == "chat":
-            return self._llm.chat_prompt(payload, template_kwargs, params.tool_use)
+            return [self._llm.chat_prompt(payload, template_kwargs, params.tool_use)]
         if kind == "completion":
-            return self._llm.completion_prompt(payload)
+            texts = payload if isinstance(payload, list) else [payload]
+            return [self._llm.completion_prompt(text) for text in texts]
         raise InvalidRequestError(f"unknown request kind {kind!r}")
 
     async def _deltas(
         self, kind: str, payload: Any, params: Dict[str, Any], template_kwargs: Optional[Dict[str, Any]]
     ) -> AsyncIterator[GenerationDelta]:
         sampling = SamplingParams.model_validate(params)
-        prompt_ids = self._prompt(kind, payload, template_kwargs, sampling)
+        prompts = self._prompts(kind, payload, template_kwargs, sampling)
         assert self._llm is not None
-        gen: AsyncGenerator = self._llm.stream(prompt_ids, sampling)  # type: ignore[assignment]
+        gen: AsyncGenerator = self._llm.stream_many(prompts, sampling)  # type: ignore[assignment]
         self._inflight += 1
         try:
             first = True
             async for delta in gen:
                 if first and not delta.finish_reason:
                     # the REST server counts a stream cut before its end by this
-                    delta = delta.model_copy(update={"prompt_tokens": len(prompt_ids)})
+                    delta = delta.model_copy(update={"prompt_tokens": sum(map(len, prompts))})
                 first = False
                 yield delta
         finally:
@@ -256,17 +259,8 @@ class ModelActor(xo.StatelessActor):
         params: Dict[str, Any],
         template_kwargs: Optional[Dict[str, Any]] = None,
     ) -> Dict[str, Any]:
-        """The whole answer in one call: the stream's deltas joined."""
-        parts: List[str] = []
-        calls: List[Dict[str, Any]] = []
-        invalid: List[Dict[str, Any]] = []
-        logprobs: List[Dict[str, Any]] = []
-        last: Dict[str, Any] = {}
+        """The whole answer in one call: {"choices": [...], usage} (answers.py)."""
+        answers = Answers()
         async for delta in self._deltas(kind, payload, params, template_kwargs):
-            parts.append(delta.text)
-            calls += delta.tool_calls
-            invalid += delta.invalid_tool_calls
-            logprobs += delta.logprobs
-            last = delta.model_dump()
-        last.update(text="".join(parts), tool_calls=calls, invalid_tool_calls=invalid, logprobs=logprobs)
-        return last
+            answers.add(delta.model_dump())
+        return answers.result()

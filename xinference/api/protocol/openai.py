@@ -2,7 +2,7 @@
 
 from typing import Any, Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ...constants import CHAT_TEMPLATE_VARIABLES, MAX_CHAT_MESSAGES, MAX_TEXT_CHARS
 from .limits import StopText, Text
@@ -23,6 +23,8 @@ class StreamOptions(BaseModel):
 
 # logit_bias: OpenAI's range per token, and a bound on how many tokens one request biases.
 MAX_LOGIT_BIAS = 1024
+# Choices one request may ask for in all (n, or best_of, per prompt), OpenAI's bound on n.
+MAX_CHOICES = 128
 
 
 class SamplingRequest(BaseModel):
@@ -41,7 +43,9 @@ class SamplingRequest(BaseModel):
     stop: Optional[Union[StopText, List[StopText]]] = None
     stop_token_ids: Optional[List[int]] = Field(default=None, max_length=256)
     ignore_eos: bool = False
-    n: int = Field(default=1, ge=1, le=1, description="only n=1 is supported")
+    # choices per prompt, each sampled on its own (choice i of a seeded request with
+    # seed + i); the prompt is evaluated once for all of them
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     # The LoRA adapter to generate with (Xinference clients send it); a `model` that
@@ -88,6 +92,7 @@ class SamplingRequest(BaseModel):
             "ignore_eos": self.ignore_eos,
             "lora_name": self.lora_name or None,
             "logit_bias": {int(k): float(v) for k, v in (self.logit_bias or {}).items()},
+            "n": self.n,
         }
 
     @property
@@ -234,6 +239,7 @@ class ChatCompletionRequest(SamplingRequest):
 
 
 class CompletionRequest(SamplingRequest):
+    # one prompt, or several, each answered with its own n choices
     prompt: Union[Text, List[Text]]
     echo: bool = False
     # how many alternatives per token to report with its log-probability
@@ -241,15 +247,44 @@ class CompletionRequest(SamplingRequest):
     # fill-in-the-middle: no engine here takes a suffix, and dropping it would answer
     # another question
     suffix: Optional[str] = None
+    # generate this many choices per prompt and answer the n likeliest (mean token
+    # log-probability); not streamed
+    best_of: Optional[int] = Field(default=None, ge=1, le=MAX_CHOICES)
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, v: Any) -> Any:
+    def _prompts(cls, v: Any) -> Any:
         if isinstance(v, list):
-            if len(v) != 1:
-                raise ValueError("only a single prompt is supported per request")
-            return v[0]
+            if not v:
+                raise ValueError("the list of prompts is empty")
+            total = sum(len(p) for p in v)
+            if total > MAX_TEXT_CHARS:
+                raise ValueError(f"the prompts hold {total} characters; at most {MAX_TEXT_CHARS} are taken")
+            if len(v) == 1:
+                return v[0]
         return v
+
+    @field_validator("best_of")
+    @classmethod
+    def _best_of(cls, v: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if v is None:
+            return v
+        n = info.data.get("n") or 1
+        if v < n:
+            raise ValueError(f"best_of ({v}) must be at least n ({n})")
+        if v > n and info.data.get("stream"):
+            raise ValueError("best_of above n cannot be streamed: the choices are ranked when all "
+                             "have ended; send stream false, or best_of equal to n")
+        return v
+
+    @model_validator(mode="after")
+    def _bounded_choices(self) -> "CompletionRequest":
+        prompts = len(self.prompt) if isinstance(self.prompt, list) else 1
+        choices = prompts * (self.best_of or self.n)
+        if choices > MAX_CHOICES:
+            raise ValueError(f"{prompts} prompts x {self.best_of or self.n} choices make {choices} "
+                             f"generations; at most {MAX_CHOICES} are taken per request")
+        return self
 
     @field_validator("suffix")
     @classmethod
@@ -267,4 +302,4 @@ class CompletionRequest(SamplingRequest):
         return v
 
     def sampling(self) -> Dict[str, Any]:
-        return {**super().sampling(), "logprobs": self.logprobs}
+        return {**super().sampling(), "logprobs": self.logprobs, "best_of": self.best_of}

@@ -1,10 +1,11 @@
 """A loaded LLM: a family's prompt rules on top of an engine."""
 
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ...errors import InvalidRequestError
 from ...types import GenerationDelta, SamplingParams, ToolUse
 from .chat_template import render_chat
+from .choices import best_of, merged
 from .engines.base import LLMEngine
 from .tools.calls import read_tool_calls
 from .tools.formats import ToolFormat, tool_format, with_object_arguments
@@ -12,6 +13,8 @@ from .tools.formats import ToolFormat, tool_format, with_object_arguments
 # Without max_tokens a base model may ramble to the end of its context; cap it like
 # Xinference does, and let the caller ask for more.
 DEFAULT_MAX_TOKENS = 1024
+
+Reader = Callable[[AsyncIterator[GenerationDelta]], AsyncIterator[GenerationDelta]]
 
 
 class LLM:
@@ -111,15 +114,60 @@ class LLM:
             }
         )
 
-    def stream(
-        self, prompt_ids: List[int], params: SamplingParams
+    def stream(self, prompt_ids: List[int], params: SamplingParams) -> AsyncIterator[GenerationDelta]:
+        return self.stream_many([prompt_ids], params)
+
+    def stream_many(
+        self, prompts: Sequence[List[int]], params: SamplingParams
     ) -> AsyncIterator[GenerationDelta]:
-        params = self.fit(prompt_ids, params)
+        """The deltas of every choice: `params.n` per prompt (one prompt, or a list of
+        them for completions), tagged with their index (choices.py); with `best_of`, the
+        n best of that many per prompt, whole. Every prompt is checked before any runs."""
+        fitted = [self.fit(ids, params) for ids in prompts]
+        width = params.best_of or params.n
+        if width > params.n and not self.engine.supports_logprobs:
+            raise InvalidRequestError(
+                f"The {self.engine.name} engine does not report log-probabilities, which "
+                "best_of ranks choices by; send best_of equal to n, or launch the model with "
+                "the llama.cpp or Transformers engine.", param="best_of")
+        if len(prompts) == 1 and width == 1:
+            engine_params, read = self._for_engine(fitted[0])
+            return read(self.engine.generate(prompts[0], engine_params))
+        return self._fanned(prompts, fitted, params.n, width, params.logprobs is not None)
+
+    async def _fanned(self, prompts: Sequence[List[int]], fitted: List[SamplingParams], n: int,
+                      width: int, keep_logprobs: bool) -> AsyncIterator[GenerationDelta]:
+        streams: List[AsyncIterator[GenerationDelta]] = []
+        try:
+            for ids, params in zip(prompts, fitted):
+                if width > n and params.logprobs is None:
+                    params = params.model_copy(update={"logprobs": 0})  # to rank the choices
+                engine_params, read = self._for_engine(params)
+                streams += [read(s) for s in await self.engine.generate_n(ids, engine_params, width)]
+        except BaseException:
+            for stream in streams:
+                await stream.aclose()  # type: ignore[attr-defined]
+            raise
+        deltas = best_of(streams, len(prompts), n, keep_logprobs) if width > n else merged(streams, width)
+        try:
+            async for delta in deltas:
+                yield delta
+        finally:
+            await deltas.aclose()  # type: ignore[attr-defined]
+
+    def _for_engine(self, params: SamplingParams) -> Tuple[SamplingParams, Reader]:
+        """What the engine samples with, and what reads its deltas: tool calls are read
+        out of the text where the request offers tools (and forced by a grammar where
+        it requires them); other deltas pass as they are."""
         use = params.tool_use
         if use is None:
-            return self.engine.generate(prompt_ids, params)
+            return params, _as_is
         fmt = self.tool_format()
         update: Dict[str, Any] = {"tool_use": None, "keep_special": list(fmt.special_markers)}
         if use.forced:
             update["tool_grammar"] = fmt.grammar(use.tools, use.choice, use.parallel)
-        return read_tool_calls(self.engine.generate(prompt_ids, params.model_copy(update=update)), fmt, use)
+        return params.model_copy(update=update), lambda stream: read_tool_calls(stream, fmt, use)
+
+
+def _as_is(stream: AsyncIterator[GenerationDelta]) -> AsyncIterator[GenerationDelta]:
+    return stream

@@ -7,6 +7,11 @@ queue is bounded twice: by length (`max_queue`, beyond it 429) and by waiting ti
 (`queue_timeout_s`, beyond it 503): both with Retry-After, so a client backs off
 instead of piling up. A client that goes away leaves the queue, or, once running,
 is dropped by the scheduler at its next step.
+
+Several choices of one prompt (n > 1) travel as a group: the first ticket is queued
+and carries the others as `followers`; the group is admitted when there are slots for
+all of it, so that the scheduler evaluates the prompt once, in the leader's slot, and
+copies the result to the followers' slots. Each ticket still streams on its own.
 """
 
 import asyncio
@@ -14,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, AsyncIterator, Callable, Deque, Dict, List
+from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Sequence
 
 from ....errors import ServerBusyError, TooManyRequestsError, XinferenceError
 from ....types import GenerationDelta
@@ -33,19 +38,33 @@ def load_figures(slots: int, busy: int, queue: "WaitQueue") -> Dict[str, int]:
 class Ticket:
     """One request, from the event loop to the scheduler thread and back."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, request: Any):
+    def __init__(self, loop: asyncio.AbstractEventLoop, request: Any,
+                 followers: Sequence["Ticket"] = ()):
         self.request = request
         self.cancelled = False
         self.enqueued = time.monotonic()
+        # tickets for more choices of the same prompt, admitted with this one
+        self.followers: List[Ticket] = list(followers)
         self._loop = loop
         self._items: asyncio.Queue = asyncio.Queue()
+
+    @property
+    def size(self) -> int:
+        """Slots the group needs."""
+        return 1 + len(self.followers)
 
     def emit(self, item: Any) -> None:
         """A delta or an exception for the waiting consumer; safe from any thread."""
         self._loop.call_soon_threadsafe(self._items.put_nowait, item)
 
     def admitted(self) -> None:
-        self.emit(_ADMITTED)
+        for ticket in (self, *self.followers):
+            ticket.emit(_ADMITTED)
+
+    def fail(self, err: BaseException) -> None:
+        """An error for the whole group, before it was admitted."""
+        for ticket in (self, *self.followers):
+            ticket.emit(err)
 
 
 class WaitQueue:
@@ -80,13 +99,16 @@ class WaitQueue:
         self._wake()
 
     def take(self, n: int) -> List[Ticket]:
-        """Up to n tickets, oldest first, each told it is admitted (scheduler thread)."""
+        """Oldest first, groups of tickets that need at most n slots in all, each told
+        it is admitted (scheduler thread). A group that does not fit waits, and the
+        ones behind it with it: first come, first served."""
         out: List[Ticket] = []
         with self._lock:
-            while self._items and len(out) < n:
+            while self._items and self._items[0].size <= n:
                 ticket = self._items.popleft()
                 if not ticket.cancelled:
                     out.append(ticket)
+                    n -= ticket.size
         for ticket in out:
             ticket.admitted()
         return out
@@ -107,11 +129,55 @@ class WaitQueue:
         return items
 
     async def serve(self, ticket: Ticket) -> AsyncIterator[GenerationDelta]:
-        """Queues the ticket and yields its deltas; the last one has finish_reason."""
+        """Queues the ticket (and its followers) and yields its deltas; the last one
+        has finish_reason."""
         self.submit(ticket)
-        finished = False
         try:
             await self._wait_admitted(ticket)
+        except BaseException:
+            # The consumer went away or timed out: leave the queue, or have the
+            # scheduler free the slot at its next step.
+            ticket.cancelled = True
+            if self.withdraw(ticket):
+                for follower in ticket.followers:
+                    follower.emit(XinferenceError("The request left the queue."))
+            raise
+        async for delta in self._deltas(ticket):
+            yield delta
+
+    def serve_group(self, loop: asyncio.AbstractEventLoop, requests: Sequence[Any],
+                    max_group: int) -> List[AsyncIterator[GenerationDelta]]:
+        """The deltas of each request, requests being choices of one prompt: queued as
+        groups of at most `max_group` (the slots there are), each evaluating the prompt
+        once."""
+        tickets = [Ticket(loop, request) for request in requests]
+        streams: List[AsyncIterator[GenerationDelta]] = []
+        for start in range(0, len(tickets), max(1, max_group)):
+            leader, *followers = tickets[start:start + max(1, max_group)]
+            leader.followers = followers
+            streams.append(self.serve(leader))
+            streams += [self.follow(f) for f in followers]
+        return streams
+
+    async def follow(self, ticket: Ticket) -> AsyncIterator[GenerationDelta]:
+        """The deltas of a follower: it waits for its leader's admission, not queued
+        itself."""
+        try:
+            first = await ticket._items.get()
+        except BaseException:
+            ticket.cancelled = True
+            raise
+        if first is not _ADMITTED:
+            ticket.cancelled = True
+            if isinstance(first, BaseException):
+                raise first
+            raise AssertionError(f"a ticket got {first!r} before it was admitted")
+        async for delta in self._deltas(ticket):
+            yield delta
+
+    async def _deltas(self, ticket: Ticket) -> AsyncIterator[GenerationDelta]:
+        finished = False
+        try:
             while True:
                 item = await ticket._items.get()
                 if isinstance(item, BaseException):
@@ -122,21 +188,20 @@ class WaitQueue:
                     finished = True
                     return
         finally:
-            if not finished:
-                # The consumer went away (or timed out): leave the queue, or have the
-                # scheduler free the slot at its next step.
+            if not finished:  # the consumer went away: the scheduler frees the slot
                 ticket.cancelled = True
-                self.withdraw(ticket)
 
     async def _wait_admitted(self, ticket: Ticket) -> None:
         try:
             first = await asyncio.wait_for(ticket._items.get(), self.timeout_s)
         except asyncio.TimeoutError:
             if self.withdraw(ticket):
-                raise ServerBusyError(
+                busy = ServerBusyError(
                     f"No slot became free within {self.timeout_s:g} s "
-                    f"(queue_timeout_s); retry later."
-                ) from None
+                    f"(queue_timeout_s); retry later.")
+                for follower in ticket.followers:
+                    follower.emit(busy)
+                raise busy from None
             first = await ticket._items.get()  # admitted just as the wait ended
         if first is not _ADMITTED:
             if isinstance(first, BaseException):
@@ -175,7 +240,7 @@ class SchedulerThread:
         self._thread.join()
         gone = XinferenceError("The model is shutting down.")
         for ticket in self.queue.drain():
-            ticket.emit(gone)
+            ticket.fail(gone)
         self._fail_running(gone)
 
     def _free_slots(self) -> int:

@@ -14,6 +14,8 @@ Hooks, in the order they are called:
   chat_ids(messages, template_kwargs) a chat's prompt ids, if the model formats chats itself
   chat_template()                     the model's own chat template, if it ships one
   generate(prompt_ids, params)        async iterator of deltas; the last has finish_reason
+  generate_n(prompt_ids, params, n)   n such iterators, choices of one prompt (n > 1,
+                                      best_of); a batching engine evaluates the prompt once
   stats()                             load figures, for describe
   await close()                       free the model
 """
@@ -116,6 +118,13 @@ class LLMEngine(ABC):
         self, prompt_ids: List[int], params: SamplingParams
     ) -> AsyncIterator[GenerationDelta]: ...
 
+    async def generate_n(self, prompt_ids: List[int], params: SamplingParams,
+                         n: int) -> List[AsyncIterator[GenerationDelta]]:
+        """`n` generations from one prompt, choice i sampling with `choice_params(params,
+        i)`. This default runs them as independent requests (each evaluates the prompt);
+        an engine that can copy a prompt's KV cache between sequences overrides it."""
+        return [self.generate(prompt_ids, choice_params(params, i)) for i in range(n)]
+
     def chat_ids(self, messages: List[Dict[str, Any]],
                  template_kwargs: Optional[Dict[str, Any]] = None) -> Optional[List[int]]:
         """A chat's prompt ids, for an engine whose model formats chats in its own code;
@@ -148,3 +157,12 @@ class LLMEngine(ABC):
 
     async def close(self) -> None:
         return None
+
+
+def choice_params(params: SamplingParams, i: int) -> SamplingParams:
+    """What choice `i` of a request samples with: a seeded request's choices get seeds
+    seed, seed + 1, ... so that they differ from each other yet repeat from run to run."""
+    update: dict = {"n": 1, "best_of": None}
+    if params.seed is not None and i:
+        update["seed"] = (params.seed + i) % (1 << 63)
+    return params.model_copy(update=update)

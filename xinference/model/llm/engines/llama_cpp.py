@@ -15,17 +15,14 @@ import importlib.util
 import os
 import sys
 import warnings
-from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ....errors import InvalidRequestError
-from ....types import GenerationDelta, SamplingParams
 from ...launch_options import Bool, Float, Int
 from ...memory import MiB
 from ..family import LLMFamily, LLMSpec, ggml_architecture
-from .admission import Ticket
-from .base import LLMEngine
+from .batched import BatchedEngine
 from .guidance import GuideTokenizer
-from .logprobs import check_logit_bias
 
 DEFAULT_N_CTX = 4096
 DEFAULT_N_BATCH = 512
@@ -54,7 +51,7 @@ def _n_parallel(kwargs: Mapping[str, Any], family: LLMFamily) -> int:
     return max(1, min(by_cores, DEFAULT_KV_TOKENS // _n_ctx(kwargs, family)))
 
 
-class LlamaCppEngine(LLMEngine):
+class LlamaCppEngine(BatchedEngine):
     name = "llama.cpp"
     model_formats = ("ggufv2", "ggmlv3")
     supports_grammar = True
@@ -268,16 +265,8 @@ class LlamaCppEngine(LLMEngine):
         n = self._lib.llama_vocab_n_tokens(self._vocab)
         return [t for t in range(n) if self._lib.llama_vocab_is_eog(self._vocab, t)]
 
-    async def generate(
-        self, prompt_ids: List[int], params: SamplingParams
-    ) -> AsyncIterator[GenerationDelta]:
-        if not prompt_ids:
-            raise InvalidRequestError("The prompt is empty.", param="prompt")
-        check_logit_bias(params.logit_bias, self._lib.llama_vocab_n_tokens(self._vocab))
-        constraint = await self._guide.constraint(params, self._special_id)
-        ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params, constraint))
-        async for delta in self._scheduler.queue.serve(ticket):
-            yield delta
+    def _vocab_width(self) -> int:
+        return int(self._lib.llama_vocab_n_tokens(self._vocab))
 
     def stats(self) -> Dict[str, Any]:
         return self._scheduler.stats() if self._scheduler is not None else {}

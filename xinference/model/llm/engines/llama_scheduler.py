@@ -13,11 +13,20 @@ A scheduler thread owns the context. Each step it
      streams its text.
 A slot keeps the tokens whose KV it holds after its request ends: the next turn of a
 conversation re-sends the whole history and finds it already evaluated.
+
+Choices of one prompt (n > 1) are admitted together (admission.py). Only the leader
+evaluates the prompt; the followers wait in their slots, and when the prompt's logits
+come, the leader's KV is copied into theirs (llama_memory_seq_cp: across KV streams a
+copy of the stream's buffers, done by llama.cpp at the start of the next decode) and
+each samples its first token from the same row with its own sampler. A leader that
+leaves before that hands its followers the prompt to evaluate themselves.
 """
 
 import logging
 import time
 from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
 
 from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
@@ -48,6 +57,8 @@ class _Seq:
         self.stop_ids = set(params.stop_token_ids)
         self.shown = shown  # special tokens this request's output shows as text
         self.rows = rows  # what is done to its logits before sampling
+        # slots of the other choices of this prompt, waiting for its KV (leader only)
+        self.followers: List[_Slot] = []
 
 
 class _Slot:
@@ -139,13 +150,26 @@ class LlamaScheduler(SchedulerThread):
                 self._start(slot, ticket)
             except Exception as e:  # noqa: BLE001 - the request fails, not the replica
                 logger.exception("could not start a request")
-                ticket.emit(e if isinstance(e, XinferenceError) else XinferenceError(str(e)))
+                ticket.fail(e if isinstance(e, XinferenceError) else XinferenceError(str(e)))
                 self._release(slot)
+                continue
+            leader = slot.seq
+            assert leader is not None
+            for follower in ticket.followers:
+                if follower.cancelled:
+                    continue
+                # the least recently used slot: its cache is the least likely to be asked for
+                other = min(free, key=lambda s: s.last_used)
+                free.remove(other)
+                self._start(other, follower, evaluate=False)
+                leader.followers.append(other)
 
-    def _start(self, slot: _Slot, ticket: Ticket) -> None:
+    def _start(self, slot: _Slot, ticket: Ticket, evaluate: bool = True) -> None:
+        """Starts a request in `slot`; a follower (`evaluate` False) waits for its
+        leader's KV instead of evaluating the prompt."""
         lib = self._lib
         prompt, params, constraint = ticket.request
-        keep = common_prefix(slot.tokens, prompt)
+        keep = common_prefix(slot.tokens, prompt) if evaluate else 0
         # The last prompt token is always evaluated: its logits give the first token.
         keep = min(keep, len(prompt) - 1)
         if keep < len(slot.tokens):
@@ -166,6 +190,8 @@ class LlamaScheduler(SchedulerThread):
         shown = {t: mark.encode("utf-8") for mark in params.keep_special
                  if (t := self._special_id(mark)) is not None}
         slot.seq = _Seq(ticket, prompt, params, sampler, text, keep, shown, rows)
+        if not evaluate:
+            slot.seq.pending = []
 
     def _decode(self) -> None:
         lib = self._lib
@@ -228,16 +254,39 @@ class LlamaScheduler(SchedulerThread):
         for slot, idx in sample_at:
             seq = slot.seq
             assert seq is not None
-            row = None
-            if not seq.rows.idle:  # the sampler reads the row after this
-                row = logits_row(lib, self._ctx, idx, self._vocab_size)
-                seq.rows.process(row)
-            token = seq.sampler.sample(self._ctx, idx)
-            logprob = None
-            if row is not None and seq.rows.top_k is not None:
-                lp, top = seq.rows.logprobs(row, token)
-                logprob = entry(token, lp, top, self._piece)
-            self._accept(slot, seq, token, logprob)
+            followers, seq.followers = seq.followers, []
+            raw = logits_row(lib, self._ctx, idx, self._vocab_size).copy() if followers else None
+            self._sample(slot, seq, idx)
+            if raw is not None:
+                self._fork(slot, followers, idx, raw)
+
+    def _sample(self, slot: _Slot, seq: _Seq, idx: int) -> None:
+        row = None
+        if not seq.rows.idle:  # the sampler reads the row after this
+            row = logits_row(self._lib, self._ctx, idx, self._vocab_size)
+            seq.rows.process(row)
+        token = seq.sampler.sample(self._ctx, idx)
+        logprob = None
+        if row is not None and seq.rows.top_k is not None:
+            lp, top = seq.rows.logprobs(row, token)
+            logprob = entry(token, lp, top, self._piece)
+        self._accept(slot, seq, token, logprob)
+
+    def _fork(self, leader: _Slot, followers: List[_Slot], idx: int, raw: np.ndarray) -> None:
+        """The leader's prompt is evaluated: its KV goes to each follower's slot, and each
+        samples its first token from the prompt's logits (`raw`, as they came)."""
+        lib = self._lib
+        row = logits_row(lib, self._ctx, idx, self._vocab_size)
+        for slot in followers:
+            seq = slot.seq
+            if seq is None:  # left already
+                continue
+            lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+            lib.llama_memory_seq_cp(self._mem, leader.seq_id, slot.seq_id, -1, -1)
+            slot.tokens = list(leader.tokens)
+            seq.cached = len(seq.prompt)
+            np.copyto(row, raw)  # as the leader's sampling found it
+            self._sample(slot, seq, idx)
 
     def _accept(self, slot: _Slot, seq: _Seq, token: int, logprob: Optional[Dict[str, Any]]) -> None:
         params = seq.params
@@ -270,9 +319,14 @@ class LlamaScheduler(SchedulerThread):
         self._release(slot)
 
     def _release(self, slot: _Slot) -> None:
-        if slot.seq is not None:
-            slot.seq.sampler.free()
+        seq = slot.seq
+        if seq is not None:
+            seq.sampler.free()
             slot.seq = None
+            for other in seq.followers:  # they must evaluate the prompt themselves now
+                if other.seq is not None:
+                    other.seq.pending = list(other.seq.prompt)
+                    other.seq.cached = 0
         slot.last_used = time.monotonic()
 
     def _decode_failed(self, rc: int, slots: List[_Slot]) -> None:

@@ -13,20 +13,18 @@ torch and transformers are imported only in `load()`.
 import asyncio
 import importlib.util
 from pathlib import Path
-from typing import Any, AsyncIterator, ClassVar, Dict, List, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 from ....constants import trust_remote_code_allowed
 from ....errors import InvalidRequestError
-from ....types import GenerationDelta, SamplingParams
+from ....types import SamplingParams
 from ...launch_options import DEVICE, THREADS, Choice, Float, Int
 from ...memory import MemoryNeed, MiB
 from ...remote_code import load_refusal
 from ..chat_template import tokenizer_template
 from ..family import LLMFamily
-from .admission import Ticket
-from .base import LLMEngine
+from .batched import BatchedEngine
 from .guidance import GuideTokenizer
-from .logprobs import check_logit_bias
 
 # GGUF quantizations transformers can dequantize on load.
 GGUF_QUANTS = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
@@ -39,7 +37,7 @@ DEFAULT_STREAM_INTERVAL = 0.05
 DEFAULT_QUEUE_TIMEOUT_S = 120.0
 
 
-class TransformersEngine(LLMEngine):
+class TransformersEngine(BatchedEngine):
     name = "Transformers"
     model_formats = ("pytorch", "ggufv2")
     supports_lora: ClassVar[bool] = True
@@ -215,18 +213,12 @@ class TransformersEngine(LLMEngine):
                 f"Output cannot be constrained with this model's tokenizer ({type(e).__name__}: {e}).",
                 param="response_format") from None
 
-    async def generate(
-        self, prompt_ids: List[int], params: SamplingParams
-    ) -> AsyncIterator[GenerationDelta]:
-        if not prompt_ids:
-            raise InvalidRequestError("The prompt is empty.", param="prompt")
+    def _vocab_width(self) -> int:
+        return self._vocab_size
+
+    def _check(self, params: SamplingParams) -> None:
         if params.lora_name is not None and params.lora_name not in {a.lora_name for a in self.lora_list}:
             raise self.unknown_lora(params.lora_name)
-        check_logit_bias(params.logit_bias, self._vocab_size)
-        constraint = await self._guide.constraint(params, self._special_id)
-        ticket = Ticket(asyncio.get_running_loop(), (list(prompt_ids), params, constraint))
-        async for delta in self._scheduler.queue.serve(ticket):
-            yield delta
 
     def stats(self) -> Dict[str, Any]:
         if self._scheduler is None:

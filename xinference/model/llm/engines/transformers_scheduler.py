@@ -10,12 +10,14 @@ One thread owns the model. Each step it:
      its own parameters (and, with LoRA, its own adapter in the same batch: lora.py).
 
 Prefill writes into a scratch `SlotKV`, whose rows are then copied into the batch's
-`SlotKV` (see slot_cache.py). Tokens become text through a `Detokenizer` and the
+`SlotKV` (see slot_cache.py). Choices of one prompt (n > 1, admitted together, see
+admission.py) are prefilled as one row, which each of them samples its first token from
+and copies into the batch. Tokens become text through a `Detokenizer` and the
 shared `TextStream` (stop strings, coalescing).
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Set
 
 import torch
@@ -44,6 +46,11 @@ class _Seq:
     adapter: Optional[str]
     generated: int = 0
     last: int = -1
+    # the other choices of this prompt, prefilled with it (a leader's)
+    followers: List["_Seq"] = field(default_factory=list)
+
+    def group(self) -> List["_Seq"]:
+        return [self, *self.followers]
 
 
 @dataclass
@@ -94,7 +101,11 @@ class TransformersScheduler(SchedulerThread):
     # ---- event-loop side -------------------------------------------------------------
 
     def _busy(self) -> int:
-        return len(self._running) + len(self._pending) + (len(self._prefill.seqs) if self._prefill else 0)
+        return len(self._running) + sum(len(s.group()) for s in self._waiting())
+
+    def _waiting(self) -> List[_Seq]:
+        """Admitted leaders whose prompts are not evaluated yet."""
+        return self._pending + (self._prefill.seqs if self._prefill else [])
 
     def stats(self) -> Dict[str, Any]:
         return {**super().stats(), "kv_cache_bytes": self._kv.nbytes()}
@@ -112,7 +123,7 @@ class TransformersScheduler(SchedulerThread):
         self._cache = SlotCache(self._kv)
 
     def _all(self) -> List[_Seq]:
-        return self._running + self._pending + (self._prefill.seqs if self._prefill else [])
+        return self._running + [m for s in self._waiting() for m in s.group()]
 
     @torch.inference_mode()
     def _step(self) -> None:
@@ -129,7 +140,8 @@ class TransformersScheduler(SchedulerThread):
                 logger.exception("prefill failed")
                 self._prefill = None
                 for seq in job.seqs:
-                    seq.ticket.emit(e)
+                    for member in seq.group():
+                        member.ticket.emit(e)
         if self._running:
             try:
                 self._decode_step()
@@ -153,6 +165,7 @@ class TransformersScheduler(SchedulerThread):
             text=TextStream(ticket.emit, params.stop, self._pace),
             adapter=params.lora_name,
         )
+        seq.followers = [self._new_seq(f) for f in ticket.followers if not f.cancelled]
         return seq
 
     def _piece(self, token: int) -> bytes:
@@ -166,9 +179,9 @@ class TransformersScheduler(SchedulerThread):
         for i in range(len(self._running) - 1, -1, -1):
             if self._running[i].ticket.cancelled:
                 self._remove(i)
-        self._pending = [s for s in self._pending if not s.ticket.cancelled]
+        self._pending = [s for s in map(_lead, self._pending) if s is not None]
         job = self._prefill
-        if job is not None and all(s.ticket.cancelled for s in job.seqs):
+        if job is not None and all(m.ticket.cancelled for s in job.seqs for m in s.group()):
             self._prefill = None
 
     def _remove(self, row: int) -> None:
@@ -208,10 +221,13 @@ class TransformersScheduler(SchedulerThread):
         job.offset += take
         if job.offset < longest:
             return
-        tokens = sample(logits, [s.sampler for s in job.seqs])
-        for row, (seq, token) in enumerate(zip(job.seqs, tokens)):
-            if seq.ticket.cancelled:
-                continue
+        live = [[m for m in s.group() if not m.ticket.cancelled] for s in job.seqs]
+        from_row = [row for row, members in enumerate(live) for _ in members]
+        members = [m for ms in live for m in ms]
+        picked = logits if from_row == list(range(len(job.seqs))) else logits[from_row]
+        tokens = sample(picked, [m.sampler for m in members])
+        for row, seq, token in zip(from_row, members, tokens):
+            seq.followers = []
             if not self._accept(seq, token):
                 self._kv.adopt(job.kv, row)
                 self._running.append(seq)
@@ -273,6 +289,18 @@ class TransformersScheduler(SchedulerThread):
             completion_tokens=seq.generated,
         ))
         return True
+
+
+def _lead(seq: _Seq) -> Optional[_Seq]:
+    """A waiting group without its members that left: led by its first live member."""
+    live = [m for m in seq.group() if not m.ticket.cancelled]
+    if not live:
+        return None
+    head = live[0]
+    head.followers = live[1:]
+    if head is not seq:
+        seq.followers = []
+    return head
 
 
 def eos_token_ids(tokenizer: Any, generation_config: Any) -> Set[int]:
