@@ -3,8 +3,12 @@
 vLLM schedules and batches by itself (continuous batching over a paged KV cache); in
 front of it sit the same bounds as our other engines: `max_num_seqs` slots, a bounded
 queue (429 beyond `max_queue`, 503 after `queue_timeout_s`). A request whose client
-leaves is aborted in vLLM. LoRA adapters given at launch are picked per request, and
-JSON schemas constrain decoding through vLLM's structured outputs.
+leaves is aborted in vLLM. LoRA adapters given at launch are picked per request. JSON
+schemas and forced tool calls (tool_choice "required" or a named function) constrain
+decoding through vLLM's structured outputs with its llguidance ("guidance") backend: the
+same grammars as our other engines (`guidance.tool_lark`). Requests may ask for
+log-probabilities (logprobs / top_logprobs, see `_start` for which values) and
+logit_bias.
 
 vLLM pins its own torch and transformers, so it usually lives in a virtualenv of its
 own (scripts/install_vllm.sh): the worker starts this engine's replicas with that
@@ -31,8 +35,11 @@ from ..chat_template import tokenizer_template
 from ..family import LLMFamily
 from .admission import AsyncSlots
 from .base import LLMEngine
-from .text_stream import StopMatcher, paced_interval
+from .guidance import JSON_OPTIONS, tool_lark
+from .logprobs import check_logit_bias
+from .text_stream import paced_interval
 from .transformers_engine import cpu_has_bf16
+from .vllm_stream import PendingOutput
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +78,8 @@ class VllmEngine(LLMEngine):
     model_formats = ("pytorch",)
     supports_lora: ClassVar[bool] = True
     supports_grammar: ClassVar[bool] = True
+    supports_tool_grammar: ClassVar[bool] = True
+    supports_logprobs: ClassVar[bool] = True
     install_hint = "bash scripts/install_vllm.sh"
     launch_options = {
         "max_model_len": Int(1, 1 << 22, capped_by="context_length"),
@@ -121,6 +130,9 @@ class VllmEngine(LLMEngine):
         self._slots: Optional[AsyncSlots] = None
         self._context: Optional[int] = None
         self._loras: Dict[str, Any] = {}
+        self._vocab = 0  # the model's logits width: the ids logit_bias may name
+        self._specials: Dict[str, Optional[int]] = {}
+        self._pieces: Dict[int, str] = {}
         self.device = "cuda" if self.n_gpu > 0 else "cpu"
         self.dtype: Optional[str] = None
 
@@ -167,10 +179,28 @@ class VllmEngine(LLMEngine):
             "tensor_parallel_size": max(1, self.n_gpu),
             "trust_remote_code": trust_remote_code_allowed(),
             "disable_log_stats": True,
-            # Compact JSON output: with any whitespace allowed between tokens a small model
-            # may write newlines until max_tokens (llama.cpp's grammars bound it too).
-            "structured_outputs_config": StructuredOutputsConfig(backend="xgrammar",
-                                                                 disable_any_whitespace=True),
+            # llguidance, as our other engines: it takes the Lark grammars tool calls are
+            # forced with (%json rules, special tokens as <[id]>), which xgrammar does not.
+            # vLLM picks the backend per engine, not per request (a request naming another
+            # one is refused), so JSON schemas go through it too. Compact JSON: with any
+            # whitespace allowed a small model may write newlines until max_tokens; objects
+            # that list their properties are closed, as xgrammar and OpenAI's strict mode
+            # read them (guidance.py's _closed, for the other engines).
+            "structured_outputs_config": StructuredOutputsConfig(
+                backend="guidance", disable_any_whitespace=True, disable_additional_properties=True),
+            # Which log-probabilities vLLM reports. Ours (logprobs.py, as OpenAI) are the
+            # log-softmax of the logits after the grammar, penalties and logit_bias, before
+            # temperature and top-k/top-p. vLLM 0.32 offers neither exactly (its sampler,
+            # read and measured): "raw_logprobs" (its default) is taken after the grammar
+            # mask but before penalties and logit_bias; "processed_logprobs" after those
+            # and also after temperature and top-k/top-p truncation (except for greedy
+            # requests). Raw is exact for every request without penalties or logit_bias;
+            # processed would be off for nearly every sampled one (a top_k of 40 is the
+            # default here, and any temperature but 1 rescales it), and would differ for
+            # the same token with the temperature. So raw: with logit_bias or penalties
+            # the values are the model's before them (a token forced with +100 shows its
+            # own log-probability, not ~0).
+            "logprobs_mode": "raw_logprobs",
         }
         if opts.get("enable_prefix_caching") is not None:
             args["enable_prefix_caching"] = bool(opts["enable_prefix_caching"])
@@ -191,6 +221,7 @@ class VllmEngine(LLMEngine):
         self._engine = engine
         self._tok = engine.get_tokenizer()
         self._context = int(engine.model_config.max_model_len)
+        self._vocab = int(engine.model_config.get_vocab_size())
         self.dtype = str(engine.model_config.dtype).removeprefix("torch.")
         self._loras = {a.lora_name: LoRARequest(a.lora_name, i + 1, a.local_path)
                        for i, a in enumerate(self.lora_list)}
@@ -204,6 +235,20 @@ class VllmEngine(LLMEngine):
     def chat_template(self) -> Optional[Tuple[str, Dict[str, str]]]:
         return tokenizer_template(self._tok)
 
+    def _special_id(self, text: str) -> Optional[int]:
+        """The id of the (special) token written `text`, for `<[id]>` in tool grammars."""
+        if text not in self._specials:
+            ids = self._tok.encode(text, add_special_tokens=False)
+            self._specials[text] = ids[0] if len(ids) == 1 else None
+        return self._specials[text]
+
+    def _decode(self, token: int) -> str:
+        """A token's own text, for log-probability entries vLLM did not decode."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._tok.decode([token], skip_special_tokens=False)
+        return piece
+
     async def generate(
         self, prompt_ids: List[int], params: SamplingParams
     ) -> AsyncIterator[GenerationDelta]:
@@ -214,15 +259,18 @@ class VllmEngine(LLMEngine):
             lora = self._loras.get(params.lora_name)
             if lora is None:
                 raise self.unknown_lora(params.lora_name)
+        check_logit_bias(params.logit_bias, self._vocab)
+        from vllm.exceptions import VLLMClientError
+
         try:
             sampling = self._sampling(params)
-        except ValueError as e:  # vLLM's own range checks (e.g. top_p must be above 0)
+        except (ValueError, VLLMClientError) as e:  # vLLM's own checks (e.g. top_p above 0)
             raise InvalidRequestError(f"vLLM cannot sample with these options: {e}") from None
         slots = self._slots
         assert slots is not None, "generate() before load()"
         await slots.acquire()
         try:
-            async for delta in self._stream(prompt_ids, sampling, params.stop, lora):
+            async for delta in self._stream(prompt_ids, sampling, params, lora):
                 yield delta
         finally:
             slots.release()
@@ -233,7 +281,12 @@ class VllmEngine(LLMEngine):
 
         structured = None
         if params.json_schema is not None:
-            structured = StructuredOutputsParams(json=params.json_schema)
+            # the same JSON text as the other engines: ", " and ": " between items
+            schema = params.json_schema
+            options = {**JSON_OPTIONS, **(schema.get("x-guidance") or {})}
+            structured = StructuredOutputsParams(json={**schema, "x-guidance": options})
+        elif params.tool_grammar is not None:
+            structured = StructuredOutputsParams(grammar=tool_lark(params.tool_grammar, self._special_id))
         return VllmParams(
             n=1, max_tokens=params.max_tokens, temperature=params.temperature,
             top_p=params.top_p, top_k=params.top_k if params.top_k > 0 else 0,
@@ -245,16 +298,19 @@ class VllmEngine(LLMEngine):
             # back only text that may start a stop string.
             seed=params.seed, stop_token_ids=list(params.stop_token_ids),
             ignore_eos=params.ignore_eos, structured_outputs=structured,
+            logprobs=params.logprobs, logit_bias=dict(params.logit_bias) or None,
             # markers such as Mistral's [TOOL_CALLS] are special tokens
             skip_special_tokens=not params.keep_special,
             output_kind=RequestOutputKind.DELTA)
 
-    async def _stream(self, prompt_ids: List[int], sampling: Any, stops: List[str],
+    async def _stream(self, prompt_ids: List[int], sampling: Any, params: SamplingParams,
                       lora: Any) -> AsyncIterator[GenerationDelta]:
+        from vllm.exceptions import VLLMClientError
+
         request_id = uuid.uuid4().hex
         interval = float(self.kwargs.get("stream_interval", DEFAULT_STREAM_INTERVAL))
-        matcher = StopMatcher(stops)
-        produced, cached, held, last = 0, 0, "", 0.0
+        pending = PendingOutput(params.stop, params.logprobs, self._decode)
+        produced, cached, last = 0, 0, 0.0
         ended = False  # vLLM finished the request itself: nothing to abort
         try:
             outputs = self._engine.generate({"prompt_token_ids": list(prompt_ids)}, sampling,
@@ -263,30 +319,29 @@ class VllmEngine(LLMEngine):
                 step = out.outputs[0]
                 produced += len(step.token_ids)
                 cached = int(getattr(out, "num_cached_tokens", 0) or 0)
-                text, hit = matcher.feed(step.text)
-                held += text
+                hit = pending.feed(step)
                 reason = "stop" if hit else step.finish_reason
                 if reason is not None:
                     ended = step.finish_reason is not None
                     if reason not in ("stop", "length"):
                         raise XinferenceError(f"vLLM ended the request: {reason}.")
-                    if not hit:
-                        held += matcher.flush()
-                    yield GenerationDelta(text=held, finish_reason=reason,  # type: ignore[arg-type]
-                                          prompt_tokens=len(prompt_ids),
-                                          completion_tokens=produced, cached_tokens=cached)
+                    pending.finish(hit)
+                    text, logprobs = pending.take()
+                    yield GenerationDelta(text=text, finish_reason=reason,  # type: ignore[arg-type]
+                                          prompt_tokens=len(prompt_ids), completion_tokens=produced,
+                                          cached_tokens=cached, logprobs=logprobs)
                     return
                 now = time.monotonic()
                 # coalesced and paced like the other engines' streams: each piece is an
                 # RPC and an SSE write on the CPU the model needs
-                if held and now - last >= paced_interval(interval, self._slots_busy()):
-                    yield GenerationDelta(text=held)
-                    held, last = "", now
-        except ValueError as e:  # the request failed vLLM's checks (schema, lengths)
+                if pending.text and now - last >= paced_interval(interval, self._slots_busy()):
+                    text, logprobs = pending.take()
+                    yield GenerationDelta(text=text, logprobs=logprobs)
+                    last = now
+        except (ValueError, VLLMClientError) as e:  # the request failed vLLM's checks
             ended = True
             raise InvalidRequestError(f"vLLM refused the request: {e}",
-                                      param="response_format" if sampling.structured_outputs
-                                      else "messages") from None
+                                      param=_refused_param(e, params)) from None
         finally:
             if not ended:  # the client left, or a stop string ended it here
                 try:
@@ -306,3 +361,15 @@ class VllmEngine(LLMEngine):
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await asyncio.to_thread(engine.shutdown)
+
+
+def _refused_param(error: Exception, params: SamplingParams) -> str:
+    """The request field a vLLM refusal is about, for the 400."""
+    named = getattr(error, "parameter", None)
+    if named == "logit_bias":
+        return named
+    if params.json_schema is not None:
+        return "response_format"
+    if params.tool_grammar is not None:
+        return "tool_choice"
+    return "messages"
