@@ -16,7 +16,7 @@ llguidance is imported only when a request asks for a constraint.
 
 import asyncio
 import json
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -26,12 +26,6 @@ from ....types import SamplingParams, ToolGrammar
 # JSON without free whitespace: a small model may otherwise wander into endless newlines.
 JSON_OPTIONS: Dict[str, Any] = {"whitespace_flexible": False, "item_separator": ", ",
                                 "key_separator": ": "}
-# Byte of a mask -> the 8 additive logits it stands for (0 allowed, -inf not).
-_BYTE_TO_BIAS = np.where(
-    np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(bool),
-    np.float32(0.0), np.float32(-np.inf)).astype(np.float32)
-
-
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
 
@@ -116,32 +110,64 @@ class Constraint:
         from llguidance import LLMatcher
 
         self._matcher = LLMatcher(tokenizer, grammar, log_level=0)
+        self.vocab_size = int(tokenizer.vocab_size)
         if self._matcher.is_error():
             what = "JSON schema" if param == "response_format" else "tools' schemas"
             raise InvalidRequestError(
                 f"The {what} cannot be enforced as an output grammar: "
                 f"{self._matcher.get_error()[:500]}", param=param)
+        # the next token's mask (one bit per token), when computed ahead with others
+        # (compute_masks); else computed when asked for
+        self._mask: Optional[np.ndarray] = None
 
-    def bias(self, width: int) -> np.ndarray:
-        """0 for each token the grammar allows next, -inf for the others (`width`: the
-        model's row of logits, which may be wider than the tokenizer)."""
-        mask = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
-        out = _BYTE_TO_BIAS[mask].reshape(-1)
-        if out.shape[0] < width:
-            out = np.concatenate([out, np.full(width - out.shape[0], -np.inf, dtype=np.float32)])
-        return out[:width]
+    def allowed(self, width: int) -> np.ndarray:
+        """True for each token the grammar allows next, over a row of `width` logits
+        (the model's row may be wider than the tokenizer: those are never allowed)."""
+        mask = self._mask
+        if mask is None:
+            mask = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
+        bits = np.unpackbits(mask, count=min(width, mask.size * 8), bitorder="little").view(np.bool_)
+        if bits.size < width:
+            bits = np.concatenate([bits, np.zeros(width - bits.size, dtype=np.bool_)])
+        return bits
 
     def apply(self, row: np.ndarray) -> None:
         """Masks a float32 row of logits in place."""
-        row += self.bias(row.shape[0])
+        np.copyto(row, np.float32(-np.inf), where=~self.allowed(row.shape[0]))
 
     def accept(self, token: int) -> None:
         self._matcher.consume_token(token)
+        self._mask = None
 
     @property
     def done(self) -> bool:
         """The output is complete: the grammar allows nothing but the end."""
         return self._matcher.is_stopped()
+
+
+_executor: Any = None
+
+
+def compute_masks(constraints: Sequence[Constraint]) -> None:
+    """The next masks of a batch's constrained rows, computed together on llguidance's
+    thread pool with the GIL released (one by one, a long-string schema's mask on a 262k
+    vocabulary takes over a millisecond, and a batch's add up in the step)."""
+    global _executor
+    if len(constraints) < 2:
+        return  # computed when applied, the same cost
+    from llguidance import LLExecutor
+    from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask_par
+
+    if _executor is None:
+        _executor = LLExecutor()
+    by_size: Dict[int, List[Constraint]] = {}
+    for c in constraints:
+        by_size.setdefault(c.vocab_size, []).append(c)
+    for size, group in by_size.items():
+        masks = allocate_token_bitmask(len(group), size)
+        fill_next_token_bitmask_par(_executor, [(c._matcher, i) for i, c in enumerate(group)], masks)
+        for i, c in enumerate(group):
+            c._mask = masks[i].view(np.uint8)
 
 
 class GuideTokenizer:

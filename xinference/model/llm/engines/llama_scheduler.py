@@ -31,6 +31,7 @@ import numpy as np
 from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
 from .admission import SchedulerThread, Ticket
+from .guidance import compute_masks
 from .llama_logits import RowProcessor, logits_row
 from .llama_sampling import build_sampler
 from .logprobs import entry
@@ -251,6 +252,8 @@ class LlamaScheduler(SchedulerThread):
                 del seq.pending[: len(tokens)]
             else:
                 seq.next_token = None
+        compute_masks([c for slot, _ in sample_at if slot.seq is not None
+                       and (c := slot.seq.rows.constraint) is not None])
         for slot, idx in sample_at:
             seq = slot.seq
             assert seq is not None

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ....types import SamplingParams
-from .guidance import Constraint
+from .guidance import Constraint, compute_masks
 
 
 class RowSampler:
@@ -57,8 +57,8 @@ class RowSampler:
                 or self._bias is not None):
             logits = logits.clone()  # the batch's row is not ours to change
         if self.constraint is not None:
-            bias = torch.from_numpy(self.constraint.bias(logits.shape[-1]))
-            logits += bias.to(device=logits.device, dtype=logits.dtype)
+            allowed = torch.from_numpy(self.constraint.allowed(logits.shape[-1]))
+            logits.masked_fill_(~allowed.to(logits.device), float("-inf"))
         if self.banned is not None:
             logits[self.banned.to(logits.device)] = float("-inf")
         if self._rep and self._seen:
@@ -110,6 +110,7 @@ def sample(logits: torch.Tensor, rows: Sequence[RowSampler]) -> List[int]:
         for i, t in zip(plain, best):
             out[i] = t
     if len(plain) < len(rows):
+        compute_masks([r.constraint for r in rows if r.constraint is not None])
         rest = logits.float()
         for i, row in enumerate(rows):
             if not row.plain_argmax:
