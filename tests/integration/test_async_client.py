@@ -159,3 +159,17 @@ async def test_a_stream_closes_its_response_however_it_ends():
         for _ in range(10):
             await asyncio.sleep(0)
         assert body.closed
+
+
+@pytest.mark.timeout(120)
+async def test_n_choices_and_logprobs_through_the_async_handle(api):
+    async with AsyncClient(api) as client:
+        model = await client.get_model(GEMMA_UID)
+        out = await model.chat(ASK, generate_config={**CONFIG, "n": 2, "logprobs": True, "top_logprobs": 1})
+        assert [c["index"] for c in out["choices"]] == [0, 1]
+        assert all(c["logprobs"]["content"] for c in out["choices"])
+        chunks = [c async for c in await model.chat(ASK, generate_config={**CONFIG, "n": 2, "stream": True})]
+        indexes = {ch["index"] for c in chunks for ch in c["choices"]}
+        assert indexes == {0, 1}
+        gen = await model.generate(["Once upon a time", "Far away"], generate_config={"max_tokens": 3, "n": 2})
+        assert [c["index"] for c in gen["choices"]] == [0, 1, 2, 3]
