@@ -5,21 +5,24 @@ The server runs in its own session (process group) with XOSCAR_DIR in a temp dir
 twice. Every address is 127.0.0.1.
 """
 
+import asyncio
 import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, TypeVar
 
 import httpx
 
 HOST = "127.0.0.1"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -119,6 +122,25 @@ def launch(
     if r.status_code != 200:
         raise RuntimeError(f"launch failed: {r.status_code} {r.text}")
     return str(r.json()["model_uid"])
+
+
+def measure_on_local(bodies: Dict[str, Dict[str, Any]],
+                     measure: Callable[[str, Dict[str, str]], Awaitable[T]]) -> T:
+    """Starts xinference-local, launches each of `bodies` (engine -> launch body) and
+    runs `measure(url, {engine: model uid})`; stops the server however that ends."""
+    exit_on_sigterm()
+    with LocalServer() as server:
+        server.wait_ready()
+        uids = {}
+        with httpx.Client(timeout=900) as client:
+            for engine, body in bodies.items():
+                uids[engine] = launch(client, server.url, body)
+        return asyncio.run(measure(server.url, uids))
+
+
+def spread(values: Sequence[float], digits: int = 1) -> str:
+    """min / median / max."""
+    return " / ".join(f"{v:.{digits}f}" for v in (min(values), statistics.median(values), max(values)))
 
 
 def wait_model_ready(client: httpx.Client, url: str, uid: str, timeout: float = 600) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import httpx
-from _local import LocalServer, exit_on_sigterm, launch, table
+from _local import measure_on_local, spread, table
 from bench_transformers import PROMPTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -102,20 +102,11 @@ async def measure(url: str, uids: Dict[str, str], args: argparse.Namespace) -> D
 
 def main() -> None:
     args = parse_args()
-    exit_on_sigterm()
-    with LocalServer() as server:
-        server.wait_ready()
-        uids = {}
-        with httpx.Client(timeout=900) as client:
-            for engine, body in launch_bodies(args.engines).items():
-                uids[engine] = launch(client, server.url, body)
-        results = asyncio.run(measure(server.url, uids, args))
+    results = measure_on_local(launch_bodies(args.engines), lambda url, uids: measure(url, uids, args))
     rows = []
     for key, r in results.items():
-        def mmm(xs: List[float]) -> str:
-            return f"{min(xs):.1f} / {statistics.median(xs):.1f} / {max(xs):.1f}"
         ratio = statistics.median(r["constrained"]) / statistics.median(r["free"])
-        rows.append([key, mmm(r["free"]), mmm(r["constrained"]), f"{ratio:.3f}"])
+        rows.append([key, spread(r["free"]), spread(r["constrained"]), f"{ratio:.3f}"])
     print(f"aggregate tokens/s, {args.tokens} tokens per request, {args.rounds} rounds (min / median / max)")
     print(table(["engine, streams", "free", "JSON schema", "constrained/free"], rows))
     if args.json:

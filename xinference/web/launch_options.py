@@ -130,6 +130,12 @@ def chat_models(models: Dict[str, Dict[str, Any]]) -> List[str]:
     )
 
 
+def can_call_tools(models: Optional[Dict[str, Dict[str, Any]]], uid: Optional[str]) -> bool:
+    """Whether a running model's family has the "tools" ability (OpenAI tool calling)."""
+    desc = (models or {}).get(uid or "") or {}
+    return "tools" in (desc.get("model_ability") or [])
+
+
 def launch_progress_bar(progress: float, width: int = 20) -> Tuple[str, int]:
     """A text bar and the whole percent, for a Markdown status line."""
     progress = min(max(progress, 0.0), 1.0)

@@ -58,7 +58,8 @@ def chunk_text(chunk: Dict[str, Any]) -> str:
 def follow(chunks: Iterable[Dict[str, Any]], clock: Clock = time.monotonic,
            start: Optional[float] = None) -> Iterator[Tuple[str, StreamStats]]:
     """Yields (answer so far, stats) after each piece of text, then once more when
-    the stream ends, with `stats.end` set."""
+    the stream ends, with `stats.end` set. Tool calls are no text: the server sends a
+    call whole once the model has written it, too late to time the decoding by."""
     stats = StreamStats(start=clock() if start is None else start)
     answer = ""
     for chunk in chunks:
@@ -77,6 +78,41 @@ def follow(chunks: Iterable[Dict[str, Any]], clock: Clock = time.monotonic,
         yield answer, stats
     stats.end = clock()
     yield answer, stats
+
+
+class ToolCallCollector:
+    """The tool calls of a streamed chat answer, put back together from their pieces
+    (OpenAI streams a call as a chunk with its index, id and name, then chunks of its
+    arguments), and the calls the server found invalid (`invalid_tool_calls`).
+
+    `watch(chunks)` passes the chunks on unchanged, reading them as they go by."""
+
+    def __init__(self) -> None:
+        self._calls: Dict[int, Dict[str, Any]] = {}
+        self.invalid: List[Dict[str, Any]] = []
+
+    def watch(self, chunks: Iterable[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+        for chunk in chunks:
+            self.add(chunk)
+            yield chunk
+
+    def add(self, chunk: Dict[str, Any]) -> None:
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta")
+            for piece in (delta.get("tool_calls") if isinstance(delta, dict) else None) or []:
+                call = self._calls.setdefault(int(piece.get("index") or 0), {
+                    "id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+                call["id"] = piece.get("id") or call["id"]
+                fn = piece.get("function") or {}
+                call["function"]["name"] += fn.get("name") or ""
+                call["function"]["arguments"] += fn.get("arguments") or ""
+            self.invalid += [bad for bad in choice.get("invalid_tool_calls") or [] if isinstance(bad, dict)]
+
+    @property
+    def calls(self) -> List[Dict[str, Any]]:
+        """The calls in the order of their index, each in the shape an assistant message's
+        `tool_calls` takes: {"id", "type": "function", "function": {"name", "arguments"}}."""
+        return [self._calls[i] for i in sorted(self._calls)]
 
 
 def format_stats(stats: StreamStats, t: Translate) -> str:
