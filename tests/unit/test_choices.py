@@ -113,3 +113,23 @@ async def test_best_of_answers_the_likeliest_choices(llm):
         means.setdefault(d.index, []).extend(e["logprob"] for e in d.logprobs)
     ranked = sorted(range(4), key=lambda i: -sum(means[i]) / len(means[i]))
     assert [d.text for d in picked] == [texts[i] for i in ranked[:2]]
+
+
+@pytest.mark.timeout(300)
+async def test_a_greedy_grammar_row_checks_its_argmax_and_answers_as_if_masked(llm):
+    """Greedy without log-probabilities checks the argmax against the grammar and masks
+    only when it is refused; asking for log-probabilities makes every step mask the
+    whole row. A random model's argmax is refused often, so both paths run, and the
+    answers must be the same valid JSON."""
+    import json
+
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 6},
+                                               "n": {"type": "integer"}}, "required": ["name", "n"]}
+    ids = llm.completion_prompt(PROMPT)
+    args = dict(max_tokens=60, temperature=0, json_schema=schema)
+    checked = await _alone(llm, ids, **args)
+    masked = await _alone(llm, ids, logprobs=0, **args)
+    assert checked == masked
+    jsonschema.validate(json.loads(checked), schema)

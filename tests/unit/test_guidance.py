@@ -38,6 +38,9 @@ def test_batch_masks_match_single_masks_at_every_step(tokenizer):
         for b, a in zip(batch, alone):
             got, want = b.allowed(width), a.allowed(width)
             assert np.array_equal(got, want), step
+            # the one-token check agrees with the mask, both ways
+            refused = int(np.flatnonzero(~want)[0])
+            assert a.allows(token) and not a.allows(refused) and not a.allows(width - 1)
             assert got[token] and not got[lltok.vocab_size:].any()
             row = np.zeros(width, dtype=np.float32)
             b.apply(row)

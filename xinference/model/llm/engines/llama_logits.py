@@ -36,6 +36,10 @@ class RowProcessor:
         self._bias = np.asarray(list(params.logit_bias.values()), dtype=np.float32)
         self.constraint = constraint
         self.top_k = params.logprobs  # None: no log-probabilities
+        # a greedy row without log-probabilities needs the grammar's mask only when the
+        # argmax is a token the grammar refuses (build_sampler's greedy test)
+        self._check_argmax = constraint is not None and params.temperature <= 0.0 and params.logprobs is None
+        self.needs_mask = constraint is not None and not self._check_argmax
         self.idle = (not self._banned.size and self._window is None and not self._bias.size
                      and constraint is None and self.top_k is None)
 
@@ -47,6 +51,8 @@ class RowProcessor:
         if self._bias.size:
             row[self._bias_ids] += self._bias
         if self.constraint is not None:
+            if self._check_argmax and self.constraint.allows(int(row.argmax())):
+                return  # the greedy choice is one the grammar takes
             self.constraint.apply(row)
 
     def _penalize(self, row: np.ndarray) -> None:

@@ -252,8 +252,8 @@ class LlamaScheduler(SchedulerThread):
                 del seq.pending[: len(tokens)]
             else:
                 seq.next_token = None
-        compute_masks([c for slot, _ in sample_at if slot.seq is not None
-                       and (c := slot.seq.rows.constraint) is not None])
+        compute_masks([slot.seq.rows.constraint for slot, _ in sample_at  # type: ignore[misc]
+                       if slot.seq is not None and slot.seq.rows.needs_mask])
         for slot, idx in sample_at:
             seq = slot.seq
             assert seq is not None

@@ -26,6 +26,9 @@ class RowSampler:
         # (logprob, [(id, logprob)]) of the token pick() chose, with SamplingParams.logprobs
         self.last_logprobs: Optional[Tuple[float, List[Tuple[int, float]]]] = None
         self.greedy = params.temperature <= 1e-5
+        # the grammar's whole mask is needed unless the row is greedy without
+        # log-probabilities: then only when its argmax is a token the grammar refuses
+        self.needs_mask = constraint is not None and not (self.greedy and params.logprobs is None)
         self.banned = torch.tensor(sorted(set(banned)), dtype=torch.long) if banned else None
         self._rep = params.repetition_penalty != 1.0
         self._pen = params.presence_penalty != 0.0 or params.frequency_penalty != 0.0
@@ -56,9 +59,6 @@ class RowSampler:
         if (self.banned is not None or self._rep or self._pen or self.constraint is not None
                 or self._bias is not None):
             logits = logits.clone()  # the batch's row is not ours to change
-        if self.constraint is not None:
-            allowed = torch.from_numpy(self.constraint.allowed(logits.shape[-1]))
-            logits.masked_fill_(~allowed.to(logits.device), float("-inf"))
         if self.banned is not None:
             logits[self.banned.to(logits.device)] = float("-inf")
         if self._rep and self._seen:
@@ -71,6 +71,11 @@ class RowSampler:
             logits[ids] -= p.frequency_penalty * counts + p.presence_penalty
         if self._bias is not None and self._bias_ids is not None:
             logits[self._bias_ids.to(logits.device)] += self._bias.to(logits.device, logits.dtype)
+        if self.constraint is not None:
+            # a greedy row whose argmax the grammar takes needs no mask
+            if self.needs_mask or not self.constraint.allows(int(torch.argmax(logits))):
+                allowed = torch.from_numpy(self.constraint.allowed(logits.shape[-1]))
+                logits.masked_fill_(~allowed.to(logits.device), float("-inf"))
         token = self._choose(logits)
         if p.logprobs is not None:
             self.last_logprobs = _logprobs(logits, token, p.logprobs)
@@ -110,7 +115,7 @@ def sample(logits: torch.Tensor, rows: Sequence[RowSampler]) -> List[int]:
         for i, t in zip(plain, best):
             out[i] = t
     if len(plain) < len(rows):
-        compute_masks([r.constraint for r in rows if r.constraint is not None])
+        compute_masks([r.constraint for r in rows if r.constraint is not None and r.needs_mask])
         rest = logits.float()
         for i, row in enumerate(rows):
             if not row.plain_argmax:
