@@ -8,6 +8,7 @@ from typing import Any, AsyncIterator, Dict, List, Optional
 import httpx
 import xoscar as xo
 
+from xinference.answers import Answers
 from xinference.api.app import create_app
 from xinference.api.settings import ServerSettings
 from xinference.core.supervisor import SupervisorActor
@@ -28,7 +29,9 @@ class FakeReplica(xo.StatelessActor):
 
     async def complete(self, kind: str, payload: Any, params: Dict[str, Any], template_kwargs=None):
         self.params.append(params)
-        return _answer(self.replica_uid, params)
+        answers = Answers()
+        answers.add(_answer(self.replica_uid, params))
+        return answers.result()
 
     @xo.generator
     async def stream(self, kind: str, payload: Any, params: Dict[str, Any], template_kwargs=None):

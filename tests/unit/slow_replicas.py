@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import xoscar as xo
 
+from xinference.answers import Answers
+
 SLOTS = 4
 PROMPT_TOKENS = 5
 CACHED_TOKENS = 2
@@ -62,7 +64,9 @@ class SlowReplica(xo.StatelessActor):
         finally:
             self.active -= 1
         self.finished += 1
-        return {**self._delta(n - 1, n), "text": "done"}
+        answers = Answers()
+        answers.add({**self._delta(n - 1, n), "text": "done"})
+        return answers.result()
 
     async def embed_many(self, jobs: List[Tuple[List[Any], bool, Optional[int]]]) -> List[Dict[str, Any]]:
         # one 2-dimensional float32 vector per input; a token per character

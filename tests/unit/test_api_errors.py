@@ -62,12 +62,12 @@ def test_not_found_and_not_ready(client):
 
 
 def test_validation_is_400_openai_shape(client):
-    body = _check(client.post("/v1/chat/completions", json={"model": "m", "messages": MSG, "n": 2}), 400,
+    body = _check(client.post("/v1/chat/completions", json={"model": "m", "messages": MSG, "n": 129}), 400,
                   "invalid_request_error")
     assert body["error"]["param"] == "n"
     body = _check(client.post("/v1/completions", content=b"{", headers={"content-type": "application/json"}), 400)
     assert "not valid JSON" in body["error"]["message"]
-    _check(client.post("/v1/completions", json={"model": "m", "prompt": ["a", "b"]}), 400)
+    _check(client.post("/v1/completions", json={"model": "m", "prompt": ["a", {"b": 1}]}), 400)
     _check(client.post("/v1/chat/completions", json={"model": "m", "messages": MSG, "stop": list("abcde")}), 400)
 
 
