@@ -116,5 +116,3 @@ class LoRASpec(BaseModel):
     lora_name: str = Field(min_length=1)
     local_path: str = Field(min_length=1)
 
-
-ModelDescription = Dict[str, Any]

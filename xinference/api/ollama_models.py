@@ -149,8 +149,6 @@ class OllamaModels:
             except ModelNotFoundError as e:  # the launch failed and was undone: say why
                 cause = await self._supervisor.launch_error(uid)
                 raise (cause or LaunchFailedError(e.message)) from None
-            if status == "ERROR":
-                raise LaunchFailedError(f"Launching {name} failed; see the server log.")
             line = _pull_line(name, report, status == "READY")
             key = (line["status"], line.get("completed", 0), line.get("total", 0))
             if key != reported:

@@ -52,7 +52,6 @@ class ModelRecord:
     replicas: List[ReplicaRecord]
     request_limits: Optional[int] = None
     created: float = field(default_factory=time.time)
-    error: Optional[str] = None
     cancelled: bool = False  # POST /v1/models/{uid}/cancel stopped the launch
     env: Optional[Dict[str, str]] = None  # the launch's environment, for relaunches
     worker_ip: Optional[str] = None  # the launch's worker_ip: relaunches stay there
@@ -77,8 +76,6 @@ class ModelRecord:
 
     @property
     def status(self) -> str:
-        if self.error:
-            return "ERROR"
         if self.launched:  # serving from its ready replicas while others relaunch
             return "READY" if any(r.ready for r in self.replicas) else "RESTARTING"
         return "READY" if self.ready else "CREATING"

@@ -17,36 +17,11 @@ from ..constants import (
     TRUST_REMOTE_CODE_ENV,
     WORKER_TIMEOUT,
 )
+from . import commands, registry_commands, replica_commands  # noqa: F401  they declare the client commands
+from .endpoint import CLIENT_COMMANDS
 from .logs import setup_logging
 
-API_KEY_META = "xinference.api_key"
 LOG_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
-
-
-def _remember_api_key(ctx: click.Context, _: click.Parameter, value: Optional[str]) -> None:
-    if value:
-        ctx.meta[API_KEY_META] = value
-
-
-def _endpoint_option(f):
-    f = click.option(
-        "--api-key", default=None, envvar=API_KEY_ENV, show_envvar=True, expose_value=False,
-        callback=_remember_api_key, help="API key (or login token) of a cluster started with --auth-config.",
-    )(f)
-    return click.option(
-        "-e", "--endpoint", default=None, envvar=ENDPOINT_ENV, show_envvar=True,
-        help=f"REST endpoint of the cluster [default: http://{DEFAULT_HOST}:{DEFAULT_PORT}]",
-    )(f)
-
-
-def api_key() -> Optional[str]:
-    """The --api-key of the command being run (or $XINFERENCE_API_KEY)."""
-    ctx = click.get_current_context(silent=True)
-    return ctx.meta.get(API_KEY_META) if ctx is not None else None
-
-
-def _endpoint(endpoint: Optional[str]) -> str:
-    return (endpoint or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}").rstrip("/")
 
 
 def _host_port(f):
@@ -218,6 +193,7 @@ def worker_main(endpoint: str, host: str, worker_port: Optional[int], log_level:
     asyncio.run(run_worker(endpoint, host, worker_port, api_key, shutdown_timeout))
 
 
-from . import commands, registry_commands, replica_commands  # noqa: E402,F401  register the client commands on `cli`
+for _command in CLIENT_COMMANDS:
+    cli.add_command(_command)
 
 __all__ = ["cli", "local_main", "supervisor_main", "worker_main"]

@@ -7,18 +7,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import click
 from tabulate import tabulate
 
-from ..client import Client
-from .cli import _endpoint, _endpoint_option, api_key, cli
+from .endpoint import client_command, cluster, endpoint_option, fail
 from .progress import launch_with_progress
-
-
-def _client(endpoint: Optional[str]) -> Client:
-    return Client(_endpoint(endpoint), api_key=api_key())
-
-
-def _fail(e: Exception) -> None:
-    click.echo(f"Error: {e}", err=True)
-    sys.exit(1)
 
 
 def _coerce(value: str) -> Any:
@@ -52,8 +42,8 @@ def _extra_kwargs(args: List[str]) -> Dict[str, Any]:
     return out
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@_endpoint_option
+@client_command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@endpoint_option
 @click.option("-n", "--model-name", required=True, help="Builtin model name, e.g. gemma-3.")
 @click.option("-en", "--model-engine", default=None, help="Engine, e.g. llama.cpp [default: first that fits].")
 @click.option("-t", "--model-type", default="LLM", show_default=True)
@@ -84,15 +74,13 @@ def launch(ctx: click.Context, endpoint, model_name, model_engine, model_type, s
         }
     n_gpu_value: Any = None if str(n_gpu).lower() == "none" else (n_gpu if n_gpu == "auto" else int(n_gpu))
     try:
-        with _client(endpoint) as client:
+        with cluster(endpoint) as client:
             uid = launch_with_progress(
                 client, model_name=model_name, model_engine=model_engine, model_type=model_type,
                 model_size_in_billions=size, model_format=model_format, quantization=quantization,
                 model_uid=model_uid, replica=replica, worker_ip=worker_ip, model_path=model_path,
                 download_hub=download_hub, n_gpu=n_gpu_value, request_limits=request_limits, **kwargs,
             )
-    except RuntimeError as e:
-        _fail(e)
     except KeyboardInterrupt:
         sys.exit(130)
     click.echo(f"Model uid: {uid}")
@@ -102,15 +90,12 @@ def _size(value: Any) -> str:
     return str(value).replace("_", ".")
 
 
-@cli.command("list")
-@_endpoint_option
+@client_command("list")
+@endpoint_option
 def list_models(endpoint) -> None:
     """Show the running models."""
-    try:
-        with _client(endpoint) as client:
-            models = client.list_models()
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        models = client.list_models()
     if not models:
         click.echo("No running models. Launch one with: xinference launch -n gemma-3")
         return
@@ -142,46 +127,37 @@ def _model_row(uid: str, d: Dict[str, Any]) -> tuple:
             ", ".join(d["model_ability"]), d["context_length"])
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("--model-uid", "-u", required=True)
 def terminate(endpoint, model_uid) -> None:
     """Stop a model and free its resources."""
-    try:
-        with _client(endpoint) as client:
-            client.terminate_model(model_uid)
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        client.terminate_model(model_uid)
     click.echo(f"Model {model_uid} terminated.")
 
 
-@cli.command("stop-cluster")
-@_endpoint_option
+@client_command("stop-cluster")
+@endpoint_option
 @click.option("-y", "--yes", is_flag=True, help="Do not ask.")
 def stop_cluster(endpoint, yes) -> None:
     """Stop every model, every worker and the supervisor; a restart brings no model back."""
     if not yes:
         click.confirm(f"Stop the cluster at {endpoint or 'the default endpoint'} and every model it runs?",
                       abort=True)
-    try:
-        with _client(endpoint) as client:
-            out = client.abort_cluster()
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        out = client.abort_cluster()
     click.echo(f"Stopped {len(out['models'])} model(s) and {len(out['workers'])} worker(s); "
                "the supervisor exits now.")
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("-t", "--model-type", default="LLM", show_default=True)
 def registrations(endpoint, model_type) -> None:
     """Show the model families: builtin and registered."""
-    try:
-        with _client(endpoint) as client:
-            fams = client.list_model_registrations(model_type, detailed=True)
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        fams = client.list_model_registrations(model_type, detailed=True)
     if model_type.lower() in ("embedding", "rerank"):
         short: List[tuple] = [(f["model_name"], ", ".join(f["language"]), f.get("dimensions", ""), f["max_tokens"],
                                _sources(f), _origin(f)) for f in fams]
@@ -217,16 +193,13 @@ def _num(text: str) -> float:
         return 0.0
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("-n", "--model-name", required=True)
 def engine(endpoint, model_name) -> None:
     """Show which engine, format, size and quantization can launch a model."""
-    try:
-        with _client(endpoint) as client:
-            engines = client.query_engine_by_model_name(model_name)
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        engines = client.query_engine_by_model_name(model_name)
     rows = [(name, r["model_format"], _size(r["model_size_in_billions"]), ", ".join(r["quantizations"]))
             for name, specs in engines.items() for r in specs]
     click.echo(tabulate(rows, headers=["Engine", "Format", "Size (B)", "Quantizations"]))
@@ -270,18 +243,15 @@ def _prompts(label: str):
             yield text
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("--model-uid", "-u", required=True)
 @click.option("--max-tokens", default=256, show_default=True, type=int)
 @click.option("--temperature", default=None, type=float)
 def generate(endpoint, model_uid, max_tokens, temperature) -> None:
     """Complete prompts typed at the prompt (streaming). Type exit to leave."""
-    with _client(endpoint) as client:
-        try:
-            model = client.get_model(model_uid)
-        except RuntimeError as e:
-            _fail(e)
+    with cluster(endpoint) as client:
+        model = client.get_model(model_uid)
         for prompt in _prompts("Prompt:"):
             try:
                 _stream_text(model.generate(prompt, _sampling(max_tokens, temperature)),  # type: ignore[attr-defined]
@@ -357,8 +327,8 @@ def _tool_results(calls: List[Dict[str, Any]]) -> Optional[List[Dict[str, Any]]]
     return results
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("--model-uid", "-u", required=True)
 @click.option("--max-tokens", default=256, show_default=True, type=int)
 @click.option("--temperature", default=None, type=float)
@@ -373,13 +343,10 @@ def chat(endpoint, model_uid, max_tokens, temperature, system, tools_file, tool_
     tools = _load_tools(tools_file)
     if tool_choice is not None and tools is None:
         raise click.BadParameter("needs --tools", param_hint="--tool-choice")
-    with _client(endpoint) as client:
-        try:
-            model = client.get_model(model_uid)
-        except RuntimeError as e:
-            _fail(e)
+    with cluster(endpoint) as client:
+        model = client.get_model(model_uid)
         if not hasattr(model, "chat"):
-            _fail(RuntimeError(f"Model {model_uid} cannot chat; use `xinference generate`."))
+            fail(RuntimeError(f"Model {model_uid} cannot chat; use `xinference generate`."))
         for text in _prompts("User:"):
             history.append({"role": "user", "content": text})
             turn = len(history)

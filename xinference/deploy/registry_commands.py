@@ -6,12 +6,12 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from .cli import _endpoint_option, cli
-from .commands import _client, _fail, _size
+from .commands import _size
+from .endpoint import client_command, cluster, endpoint_option
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("-t", "--model-type", default="LLM", show_default=True)
 @click.option("-f", "--file", "spec_file", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The model's JSON description.")
@@ -21,39 +21,30 @@ from .commands import _client, _fail, _size
 def register(endpoint, model_type, spec_file, persist, worker_ip) -> None:
     """Register a custom model (local weights via model_uri, or a hub repo via model_id)."""
     text = Path(spec_file).read_text(encoding="utf-8")
-    try:
-        with _client(endpoint) as client:
-            client.register_model(model_type, text, persist=persist, worker_ip=worker_ip)
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        client.register_model(model_type, text, persist=persist, worker_ip=worker_ip)
     click.echo(f"Registered {model_type} model from {spec_file}" + (" (persisted)." if persist else "."))
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("-t", "--model-type", default="LLM", show_default=True)
 @click.option("-n", "--model-name", required=True)
 def unregister(endpoint, model_type, model_name) -> None:
     """Remove a custom model's registration (its cached weights stay)."""
-    try:
-        with _client(endpoint) as client:
-            client.unregister_model(model_type, model_name)
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        client.unregister_model(model_type, model_name)
     click.echo(f"Unregistered {model_name}.")
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("-n", "--model-name", default=None, help="Only this model's versions.")
 @click.option("--worker-ip", default=None, help="Only this worker's cache.")
 def cached(endpoint, model_name, worker_ip) -> None:
     """Show the model versions the workers have downloaded."""
-    try:
-        with _client(endpoint) as client:
-            rows = client.list_cached_models(model_name, worker_ip)
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        rows = client.list_cached_models(model_name, worker_ip)
     if not rows:
         click.echo("Nothing cached yet: launching a model by name downloads it.")
         return
@@ -65,22 +56,19 @@ def cached(endpoint, model_name, worker_ip) -> None:
                                         "MB", "Hub", "Worker", "Path"]))
 
 
-@cli.command("remove-cache")
-@_endpoint_option
+@client_command("remove-cache")
+@endpoint_option
 @click.option("--model-version", "-v", required=True, help="As `xinference cached` lists it.")
 @click.option("--worker-ip", default=None, help="Only on this worker [default: every worker].")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def remove_cache(endpoint, model_version, worker_ip, yes) -> None:
     """Delete a cached model version (refused while a replica uses it)."""
-    try:
-        with _client(endpoint) as client:
-            paths = client.list_deletable_models(model_version, worker_ip)["paths"]
-            click.echo("This deletes:\n  " + "\n  ".join(paths[:20])
-                       + (f"\n  ... and {len(paths) - 20} more" if len(paths) > 20 else ""))
-            if not yes and not click.confirm("Delete them?", default=False):
-                click.echo("Nothing deleted.")
-                return
-            client.confirm_and_remove_model(model_version, worker_ip)
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        paths = client.list_deletable_models(model_version, worker_ip)["paths"]
+        click.echo("This deletes:\n  " + "\n  ".join(paths[:20])
+                   + (f"\n  ... and {len(paths) - 20} more" if len(paths) > 20 else ""))
+        if not yes and not click.confirm("Delete them?", default=False):
+            click.echo("Nothing deleted.")
+            return
+        client.confirm_and_remove_model(model_version, worker_ip)
     click.echo(f"Removed {model_version}.")

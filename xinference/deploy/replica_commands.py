@@ -7,21 +7,17 @@ from typing import Any, Dict, Optional
 import click
 from tabulate import tabulate
 
-from .cli import _endpoint_option, cli
-from .commands import _client, _fail
+from .endpoint import client_command, cluster, endpoint_option
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("--model-uid", "-u", required=True)
 def replicas(endpoint, model_uid) -> None:
     """Show a model's replicas: where each runs, its state and its load."""
-    try:
-        with _client(endpoint) as client:
-            desc = client.describe_model(model_uid)
-            load = {r["replica_uid"]: r for r in client.get_model_replicas(model_uid)}
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        desc = client.describe_model(model_uid)
+        load = {r["replica_uid"]: r for r in client.get_model_replicas(model_uid)}
     rows = []
     for r in desc["replicas"]:
         live: Dict[str, Any] = load.get(r["replica_uid"], {})
@@ -37,8 +33,8 @@ def replicas(endpoint, model_uid) -> None:
                + (f"; last error: {desc['last_error']}" if desc.get("last_error") else ""))
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("--model-uid", "-u", required=True)
 @click.option("--add", "add", type=click.IntRange(1), default=None, help="Start this many more replicas.")
 @click.option("--remove", "remove", default=None, metavar="REPLICA_UID",
@@ -52,28 +48,22 @@ def scale(endpoint, model_uid, add: Optional[int], remove: Optional[str], worker
         raise click.UsageError("Give either --add N or --remove REPLICA_UID.")
     if worker_ip and add is None:
         raise click.UsageError("--worker-ip goes with --add.")
-    try:
-        with _client(endpoint) as client:
-            if add is not None:
-                out = client.add_model_replicas(model_uid, add, worker_ip)
-                click.echo(f"Added {', '.join(out['added'])}; {model_uid} has {out['replica']} replicas.")
-            else:
-                out = client.remove_model_replica(model_uid, str(remove), drain_timeout)
-                click.echo(f"Removed {out['removed']}; {model_uid} has {out['replica']} replicas.")
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        if add is not None:
+            out = client.add_model_replicas(model_uid, add, worker_ip)
+            click.echo(f"Added {', '.join(out['added'])}; {model_uid} has {out['replica']} replicas.")
+        else:
+            out = client.remove_model_replica(model_uid, str(remove), drain_timeout)
+            click.echo(f"Removed {out['removed']}; {model_uid} has {out['replica']} replicas.")
 
 
-@cli.command()
-@_endpoint_option
+@client_command()
+@endpoint_option
 @click.option("--model-uid", "-u", required=True)
 def events(endpoint, model_uid) -> None:
     """What happened to a model's replicas: crashes, lost workers, relaunches, scaling."""
-    try:
-        with _client(endpoint) as client:
-            items = client.get_model_events(model_uid)
-    except RuntimeError as e:
-        _fail(e)
+    with cluster(endpoint) as client:
+        items = client.get_model_events(model_uid)
     if not items:
         click.echo(f"Nothing happened to {model_uid}'s replicas since it was launched.")
         return

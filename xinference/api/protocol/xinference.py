@@ -6,20 +6,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...constants import MAX_REPLICAS
 
-# Keys xinference-client always posts, mostly as null. Accepted; only a value we
-# cannot honour is an error. None of them reaches an engine.
-MANAGEMENT_KEYS = (
-    "n_worker",
-    "gpu_idx",
-    "replica_config",
-    "peft_model_config",
-    "enable_thinking",
-    "enable_virtual_env",
-    "virtual_env_packages",
-    "virtual_env_find_links",
-    "envs",
-)
-
 
 class LaunchModelRequest(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())

@@ -4,7 +4,7 @@ Importing an engine module must stay cheap; heavy libraries load in `load()`.
 """
 
 import importlib
-from typing import Dict, List, Type
+from typing import Dict, Type
 
 from ....errors import InvalidRequestError
 from .base import LLMEngine
@@ -15,10 +15,6 @@ ENGINES: Dict[str, str] = {
     "chatglm.cpp": "xinference.model.llm.engines.chatglm_cpp:ChatglmCppEngine",
     "vLLM": "xinference.model.llm.engines.vllm_engine:VllmEngine",
 }
-
-
-def engine_names() -> List[str]:
-    return list(ENGINES)
 
 
 def get_engine_class(name: str) -> Type[LLMEngine]:

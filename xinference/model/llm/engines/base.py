@@ -18,6 +18,12 @@ Hooks, in the order they are called:
                                       best_of); a batching engine evaluates the prompt once
   stats()                             load figures, for describe
   await close()                       free the model
+
+A replica's process holds one model, so load() may set what is process-wide: the
+llama.cpp engine shortens the interpreter's switch interval (its scheduler thread must
+win the GIL back quickly), the Transformers engine sets torch's thread count when the
+launch names `n_threads`. Nothing of the kind happens at import: the worker and the
+REST server import engine modules too.
 """
 
 from abc import ABC, abstractmethod
