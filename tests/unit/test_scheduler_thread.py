@@ -9,7 +9,7 @@ from typing import List
 import pytest
 
 from xinference.errors import XinferenceError
-from xinference.model.llm.engines.admission import SchedulerThread, Ticket
+from xinference.model.llm.engines.admission import QueueSettings, SchedulerThread, Ticket
 from xinference.types import GenerationDelta
 
 
@@ -22,7 +22,7 @@ class _Toy(SchedulerThread):
         self.running: List[Ticket] = []
         self.release = threading.Event()
         self.steps = 0
-        super().__init__(1, max_queue=4, queue_timeout_s=10)
+        super().__init__(1, QueueSettings(max_queue=4, timeout_s=10, stream_interval=0))
         self.start()
 
     def _busy(self) -> int:

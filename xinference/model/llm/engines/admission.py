@@ -19,10 +19,39 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Sequence
+from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Mapping, NamedTuple, Sequence
 
 from ....errors import ServerBusyError, TooManyRequestsError, XinferenceError
 from ....types import GenerationDelta
+from ...launch_options import Float, Int
+
+# Seconds a request waits for a slot before a 503, unless the launch says (queue_timeout_s).
+DEFAULT_QUEUE_TIMEOUT_S = 120.0
+# Seconds between two streamed pieces (see text_stream.Coalescer); 0 streams every token.
+DEFAULT_STREAM_INTERVAL = 0.05
+# Requests that may wait per slot, unless the launch says (max_queue).
+WAITING_PER_SLOT = 8
+# The launch options every LLM engine takes for its queue and its streams.
+QUEUE_OPTIONS = {
+    "max_queue": Int(1, 1_000_000),
+    "queue_timeout_s": Float(0.001, 86_400),
+    "stream_interval": Float(0, 10),
+}
+
+
+class QueueSettings(NamedTuple):
+    max_queue: int
+    timeout_s: float
+    stream_interval: float
+
+
+def queue_settings(opts: Mapping[str, Any], slots: int) -> QueueSettings:
+    """What a launch's options (QUEUE_OPTIONS) make of an engine's queue with `slots`."""
+    return QueueSettings(
+        max_queue=int(opts.get("max_queue") or WAITING_PER_SLOT * slots),
+        timeout_s=float(opts.get("queue_timeout_s") or DEFAULT_QUEUE_TIMEOUT_S),
+        stream_interval=float(opts.get("stream_interval", DEFAULT_STREAM_INTERVAL)),
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -217,11 +246,11 @@ class SchedulerThread:
 
     engine = "the engine"  # named in errors
 
-    def __init__(self, slots: int, max_queue: int, queue_timeout_s: float):
+    def __init__(self, slots: int, queue: QueueSettings):
         self.slots = slots
         self._cond = threading.Condition()
         self._stopping = False
-        self.queue = WaitQueue(max_queue, queue_timeout_s, self._free_slots, self._wake)
+        self.queue = WaitQueue(queue.max_queue, queue.timeout_s, self._free_slots, self._wake)
         self._thread = threading.Thread(target=self._run, name=f"{self.engine} scheduler",
                                         daemon=True)
 

@@ -18,11 +18,11 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, 
 
 from ....errors import InvalidRequestError, XinferenceError
 from ....types import GenerationDelta, SamplingParams
-from ...launch_options import Float, Int
+from ...launch_options import Int
 from ...memory import MiB
 from ..chat_template import check_template_kwargs
 from ..family import LLMFamily, LLMSpec, ggml_architecture
-from .admission import SchedulerThread, Ticket
+from .admission import QUEUE_OPTIONS, QueueSettings, SchedulerThread, Ticket, queue_settings
 from .base import LLMEngine
 from .detokenize import Detokenizer
 from .text_stream import TextStream
@@ -30,8 +30,6 @@ from .text_stream import TextStream
 logger = logging.getLogger(__name__)
 
 DEFAULT_N_CTX = 8192
-DEFAULT_STREAM_INTERVAL = 0.05
-DEFAULT_QUEUE_TIMEOUT_S = 120.0
 # "no limit" for the tokenizer calls that otherwise cut a long prompt silently; the
 # context check happens in LLM.fit, with a clear error
 NO_TRUNCATION = 1 << 30
@@ -42,11 +40,9 @@ class ChatglmCppEngine(LLMEngine):
     model_formats = ("ggmlv3",)
     install_hint = "bash scripts/install_chatglm_cpp.sh"
     launch_options = {
+        **QUEUE_OPTIONS,
         # tokens of context (prompt + completion); the KV cache is allocated for it
         "n_ctx": Int(1, 1 << 20, capped_by="context_length"),
-        "max_queue": Int(1, 1_000_000),
-        "queue_timeout_s": Float(0.001, 86_400),
-        "stream_interval": Float(0, 10),
     }
 
     @classmethod
@@ -103,9 +99,7 @@ class ChatglmCppEngine(LLMEngine):
         self._runner = _Runner(
             pipe, chatglm_cpp._C.GenerationConfig, eos,
             max_length=self._max_length,
-            max_queue=int(opts.get("max_queue") or 8),
-            queue_timeout_s=float(opts.get("queue_timeout_s") or DEFAULT_QUEUE_TIMEOUT_S),
-            stream_interval=float(opts.get("stream_interval", DEFAULT_STREAM_INTERVAL)),
+            queue=queue_settings(opts, 1),
         )
         self.load_progress = 1.0
 
@@ -242,16 +236,16 @@ class _Runner(SchedulerThread):
     engine = "chatglm.cpp"
 
     def __init__(self, pipe: Any, config_cls: Any, eos: set, *, max_length: int,
-                 max_queue: int, queue_timeout_s: float, stream_interval: float):
+                 queue: QueueSettings):
         self._pipe = pipe
         self._model = pipe.model
         self._decoder = _ChatglmDecode(pipe.tokenizer)
         self._config_cls = config_cls
         self._eos = frozenset(eos)
         self._max_length = max_length
-        self._interval = stream_interval
+        self._interval = queue.stream_interval
         self._current: Optional[Ticket] = None
-        super().__init__(1, max_queue, queue_timeout_s)
+        super().__init__(1, queue)
         self.start()
 
     def _busy(self) -> int:

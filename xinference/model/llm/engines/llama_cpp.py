@@ -18,9 +18,10 @@ import warnings
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ....errors import InvalidRequestError
-from ...launch_options import Bool, Float, Int
+from ...launch_options import Bool, Int
 from ...memory import MiB
 from ..family import LLMFamily, LLMSpec, ggml_architecture
+from .admission import QUEUE_OPTIONS, queue_settings
 from .batched import BatchedEngine
 from .guidance import GuideTokenizer
 
@@ -29,9 +30,6 @@ DEFAULT_N_BATCH = 512
 # Tokens of KV cache the default slot count may take (n_ctx * n_parallel).
 DEFAULT_KV_TOKENS = 32768
 MAX_DEFAULT_PARALLEL = 16
-# Seconds between two streamed pieces (see text_stream.Coalescer); 0 streams every token.
-DEFAULT_STREAM_INTERVAL = 0.05
-DEFAULT_QUEUE_TIMEOUT_S = 120.0
 SWITCH_INTERVAL_S = 0.0005
 
 
@@ -59,6 +57,7 @@ class LlamaCppEngine(BatchedEngine):
     supports_logprobs = True
     install_hint = "bash scripts/install_llama_cpp.sh"
     launch_options = {
+        **QUEUE_OPTIONS,
         # tokens of one slot; the family's context_length caps it
         "n_ctx": Int(1, 1 << 20, capped_by="context_length"),
         "n_parallel": Int(1, 256),
@@ -69,10 +68,7 @@ class LlamaCppEngine(BatchedEngine):
         "use_mlock": Bool(),
         "flash_attn": Bool(),
         "swa_full": Bool(),
-        "max_queue": Int(1, 1_000_000),
-        "queue_timeout_s": Float(0.001, 86_400),
         "verbose": Bool(),
-        "stream_interval": Float(0, 10),
     }
 
     @classmethod
@@ -196,9 +192,7 @@ class LlamaCppEngine(BatchedEngine):
             ctx,
             n_parallel=n_parallel,
             n_batch=n_batch,
-            max_queue=int(opts.get("max_queue") or 8 * n_parallel),
-            queue_timeout_s=float(opts.get("queue_timeout_s") or DEFAULT_QUEUE_TIMEOUT_S),
-            stream_interval=float(opts.get("stream_interval", DEFAULT_STREAM_INTERVAL)),
+            queue=queue_settings(opts, n_parallel),
             eog_tokens=self._eog,
             piece=self._piece,
             special_id=self._special_id,

@@ -30,7 +30,7 @@ import numpy as np
 
 from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
-from .admission import SchedulerThread, Ticket
+from .admission import QueueSettings, SchedulerThread, Ticket
 from .guidance import compute_masks
 from .llama_logits import RowProcessor, logits_row
 from .llama_sampling import build_sampler
@@ -88,9 +88,7 @@ class LlamaScheduler(SchedulerThread):
         ctx: Any,
         n_parallel: int,
         n_batch: int,
-        max_queue: int,
-        queue_timeout_s: float,
-        stream_interval: float,
+        queue: QueueSettings,
         eog_tokens: List[int],
         piece: Callable[[int], bytes],
         special_id: Callable[[str], Optional[int]],
@@ -103,14 +101,14 @@ class LlamaScheduler(SchedulerThread):
         self._vocab_size = lib.llama_vocab_n_tokens(self._vocab)
         self._n_swa = int(lib.llama_model_n_swa(model))
         self._n_batch = n_batch
-        self._stream_interval = stream_interval
+        self._stream_interval = queue.stream_interval
         self._eog = frozenset(eog_tokens)
         self._eog_banned = sorted(self._eog)
         self._piece = piece
         self._special_id = special_id
         self._slots = [_Slot(i) for i in range(n_parallel)]
         self._batch = lib.llama_batch_init(n_batch, 0, 1)
-        super().__init__(n_parallel, max_queue, queue_timeout_s)
+        super().__init__(n_parallel, queue)
         self.start()
 
     # -- event-loop side ---------------------------------------------------------

@@ -18,11 +18,12 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 from ....constants import trust_remote_code_allowed
 from ....errors import InvalidRequestError
 from ....types import SamplingParams
-from ...launch_options import DEVICE, THREADS, Choice, Float, Int
+from ...launch_options import DEVICE, THREADS, Choice, Int
 from ...memory import MemoryNeed, MiB
 from ...remote_code import load_refusal
 from ..chat_template import tokenizer_template
 from ..family import LLMFamily
+from .admission import QUEUE_OPTIONS, queue_settings
 from .batched import BatchedEngine
 from .guidance import GuideTokenizer
 
@@ -33,8 +34,6 @@ DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_MAX_NUM_SEQS_CPU = 8
 DEFAULT_MAX_NUM_SEQS_GPU = 32
 DEFAULT_PREFILL_CHUNK = 512
-DEFAULT_STREAM_INTERVAL = 0.05
-DEFAULT_QUEUE_TIMEOUT_S = 120.0
 
 
 class TransformersEngine(BatchedEngine):
@@ -45,6 +44,7 @@ class TransformersEngine(BatchedEngine):
     supports_tool_grammar: ClassVar[bool] = True
     supports_logprobs: ClassVar[bool] = True
     launch_options = {
+        **QUEUE_OPTIONS,
         "dtype": Choice(*DTYPES, "auto"),
         "torch_dtype": Choice(*DTYPES, "auto"),
         "device": DEVICE,
@@ -53,9 +53,6 @@ class TransformersEngine(BatchedEngine):
         "max_model_len": Int(1, 1 << 20, capped_by="context_length"),
         "n_threads": THREADS,
         "prefill_chunk": Int(1, 1 << 16),
-        "max_queue": Int(1, 1_000_000),
-        "queue_timeout_s": Float(0.001, 86_400),
-        "stream_interval": Float(0, 10),
     }
 
     @classmethod
@@ -182,9 +179,7 @@ class TransformersEngine(BatchedEngine):
             device=device,
             max_num_seqs=max_seqs,
             prefill_chunk=int(opts.get("prefill_chunk") or DEFAULT_PREFILL_CHUNK),
-            max_queue=int(opts.get("max_queue") or 8 * max_seqs),
-            queue_timeout_s=float(opts.get("queue_timeout_s") or DEFAULT_QUEUE_TIMEOUT_S),
-            stream_interval=float(opts.get("stream_interval", DEFAULT_STREAM_INTERVAL)),
+            queue=queue_settings(opts, max_seqs),
             eos_ids=set(self._eos),
             lora=lora,
             vocab_size=self._vocab_size,

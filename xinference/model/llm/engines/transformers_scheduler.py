@@ -24,7 +24,7 @@ import torch
 
 from ....errors import XinferenceError
 from ....types import GenerationDelta, SamplingParams
-from .admission import SchedulerThread, Ticket
+from .admission import QueueSettings, SchedulerThread, Ticket
 from .detokenize import Detokenizer, shown_specials
 from .logprobs import entry
 from .slot_cache import SlotCache, SlotKV
@@ -74,9 +74,7 @@ class TransformersScheduler(SchedulerThread):
         device: Any,
         max_num_seqs: int,
         prefill_chunk: int,
-        max_queue: int,
-        queue_timeout_s: float,
-        stream_interval: float,
+        queue: QueueSettings,
         eos_ids: Set[int],
         lora: Any,
         vocab_size: int,
@@ -86,7 +84,7 @@ class TransformersScheduler(SchedulerThread):
         self._n_layers = n_layers
         self._device = device
         self._chunk = prefill_chunk
-        self._stream_interval = stream_interval
+        self._stream_interval = queue.stream_interval
         self._eos = eos_ids
         self._lora = lora  # a LoRASet, or None
         self._vocab = vocab_size
@@ -95,7 +93,7 @@ class TransformersScheduler(SchedulerThread):
         self._running: List[_Seq] = []
         self._pending: List[_Seq] = []  # admitted, not yet prefilling
         self._prefill: Optional[_Prefill] = None
-        super().__init__(max_num_seqs, max_queue, queue_timeout_s)
+        super().__init__(max_num_seqs, queue)
         self.start()
 
     # ---- event-loop side -------------------------------------------------------------

@@ -33,7 +33,7 @@ from ...launch_options import Bool, Choice, Float, Int
 from ...memory import MemoryNeed
 from ..chat_template import tokenizer_template
 from ..family import LLMFamily
-from .admission import AsyncSlots
+from .admission import QUEUE_OPTIONS, AsyncSlots, queue_settings
 from .base import LLMEngine
 from .guidance import JSON_OPTIONS, tool_lark
 from .logprobs import check_logit_bias
@@ -51,8 +51,6 @@ DEFAULT_MAX_NUM_SEQS_GPU = 64
 DEFAULT_MAX_MODEL_LEN_CPU = 4096
 DEFAULT_KV_CACHE_GIB_CPU = 2
 SMALL_MACHINE_CORES = 4
-DEFAULT_QUEUE_TIMEOUT_S = 120.0
-DEFAULT_STREAM_INTERVAL = 0.05
 
 
 def vllm_python() -> Optional[str]:
@@ -82,6 +80,7 @@ class VllmEngine(LLMEngine):
     supports_logprobs: ClassVar[bool] = True
     install_hint = "bash scripts/install_vllm.sh"
     launch_options = {
+        **QUEUE_OPTIONS,
         "max_model_len": Int(1, 1 << 22, capped_by="context_length"),
         "max_num_seqs": Int(1, 4096),
         "dtype": Choice("auto", "float32", "bfloat16", "float16"),
@@ -91,9 +90,6 @@ class VllmEngine(LLMEngine):
         "gpu_memory_utilization": Float(0.05, 0.99),
         "kv_cache_space_gib": Int(1, 4096),  # CPU replicas: the KV cache, allocated up front
         "max_lora_rank": Int(1, 512),
-        "max_queue": Int(1, 1_000_000),
-        "queue_timeout_s": Float(0.001, 86_400),
-        "stream_interval": Float(0, 10),
     }
 
     @classmethod
@@ -225,8 +221,8 @@ class VllmEngine(LLMEngine):
         self.dtype = str(engine.model_config.dtype).removeprefix("torch.")
         self._loras = {a.lora_name: LoRARequest(a.lora_name, i + 1, a.local_path)
                        for i, a in enumerate(self.lora_list)}
-        self._slots = AsyncSlots(seqs, int(opts.get("max_queue") or 8 * seqs),
-                                 float(opts.get("queue_timeout_s") or DEFAULT_QUEUE_TIMEOUT_S))
+        queue = queue_settings(opts, seqs)
+        self._slots = AsyncSlots(seqs, queue.max_queue, queue.timeout_s)
         self.load_progress = 1.0
 
     def tokenize(self, text: str, add_bos: bool) -> List[int]:
@@ -308,7 +304,7 @@ class VllmEngine(LLMEngine):
         from vllm.exceptions import VLLMClientError
 
         request_id = uuid.uuid4().hex
-        interval = float(self.kwargs.get("stream_interval", DEFAULT_STREAM_INTERVAL))
+        interval = queue_settings(self.kwargs, 1).stream_interval
         pending = PendingOutput(params.stop, params.logprobs, self._decode)
         produced, cached, last = 0, 0, 0.0
         ended = False  # vLLM finished the request itself: nothing to abort
