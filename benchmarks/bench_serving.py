@@ -11,6 +11,12 @@ server is under load at any moment; the others sit idle.
 * **xllamacpp**: llama.cpp's C++ server (continuous batching) through xllamacpp's
   `Server(CommonParams)` in a child process (`XLLAMACPP_MAIN` below): same GGUF and
   threads, `--slots` slots (8), n_ctx = slots x `--n-ctx`, built-in template "gemma";
+* **llama_server**: llama.cpp's own C++ server, built from the sources our
+  llama-cpp-python was built from, with the same flags
+  (`../shared/tools/build_llama_server.sh`, or `--llama-server BIN`): `-t` threads,
+  `-np --slots`, `-c` slots x `--n-ctx`, its built-in Gemma template (`--no-jinja
+  --chat-template gemma`: with Jinja on, which is its default, it reads "gemma" as a
+  template whose whole text is "gemma", and every prompt is 3 tokens);
 * **llama_cpp**: `python -m llama_cpp.server` (one model, serializes requests),
   `--chat_format gemma --interrupt_requests false --logits_all false`, n_ctx =
   `--n-ctx` (its default logits_all=true runs the 262k-token LM head on every prompt
@@ -48,6 +54,7 @@ benchmark during each wave; waves above `--foreign-limit` are flagged DISTURBED.
     python benchmarks/bench_serving.py --rounds 1 --concurrency 1,8 --turns 3
     python benchmarks/bench_serving.py --servers ours,xllamacpp --ours-kwargs '{}'
     python benchmarks/bench_serving.py --json serving.json --plot serving.png
+    python benchmarks/bench_serving.py --servers ours,llama_server --concurrency 1,8 --turns 0 --no-raw
 
 Needs: `pip install xllamacpp matplotlib` and the llama-cpp-python server extras
 (`sse-starlette starlette-context pydantic-settings`; not `llama-cpp-python[server]`,
@@ -85,7 +92,8 @@ from _local import (
     table,
 )
 
-SERVERS = ("ours", "xllamacpp", "llama_cpp")
+SERVERS = ("ours", "xllamacpp", "llama_server", "llama_cpp")
+LLAMA_SERVER = Path.home() / ".cache" / "xinference" / "llama-server-0.3.36" / "bin" / "llama-server"
 MODEL_UID = "gemma"
 
 # The xllamacpp server, run as `python -c XLLAMACPP_MAIN CONFIG_JSON`: Server() loads
@@ -341,6 +349,24 @@ def xllamacpp_cmd(args: argparse.Namespace, path: str) -> Callable[[int], List[s
             "chat_template": "gemma",
         }
         return [sys.executable, "-c", XLLAMACPP_MAIN, json.dumps(cfg)]
+
+    return cmd
+
+
+def llama_server_cmd(args: argparse.Namespace, path: str) -> Callable[[int], List[str]]:
+    binary = Path(args.llama_server).expanduser()
+    if not binary.is_file():
+        raise SystemExit(f"no llama-server at {binary}: build it with "
+                         "../shared/tools/build_llama_server.sh, or pass --llama-server BIN")
+
+    def cmd(port: int) -> List[str]:
+        return [
+            str(binary), "-m", path, "-a", MODEL_UID,
+            "-t", str(args.threads), "-tb", str(args.threads),
+            "-np", str(args.slots), "-c", str(args.slots * args.n_ctx),
+            "--no-jinja", "--chat-template", "gemma", "--no-webui",
+            "--host", HOST, "--port", str(port),
+        ]  # fmt: skip
 
     return cmd
 
@@ -925,7 +951,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--n-ctx", type=int, default=2048, help="context per slot / sequence")
-    p.add_argument("--slots", type=int, default=8, help="xllamacpp n_parallel")
+    p.add_argument("--slots", type=int, default=8, help="xllamacpp's and llama-server's n_parallel")
+    p.add_argument("--llama-server", default=str(LLAMA_SERVER), metavar="BIN",
+                   help="llama.cpp's server binary (../shared/tools/build_llama_server.sh)")
     p.add_argument(
         "--ours-kwargs",
         type=json.loads,
@@ -1025,6 +1053,8 @@ def start_servers(args: argparse.Namespace, path: str, stack: contextlib.ExitSta
             t: Any = OursServer()
         elif name == "xllamacpp":
             t = ProcServer(name, xllamacpp_cmd(args, path), "/health")
+        elif name == "llama_server":
+            t = ProcServer(name, llama_server_cmd(args, path), "/health")
         else:
             t = ProcServer(name, llama_cpp_cmd(args, path), "/v1/models")
         stack.callback(t.stop)
