@@ -90,7 +90,6 @@ def test_launch_accepts_xinference_client_payload(client):
 def test_launch_rejects_what_it_cannot_honour(client):
     _check(client.post("/v1/models", json={"model_name": "gemma-3", "model_uid": "taken"}), 409, "conflict_error")
     _check(client.post("/v1/models", json={"model_name": "gemma-3", "n_worker": 2}), 400)
-    _check(client.post("/v1/models", json={"model_name": "gemma-3", "model_type": "image"}), 400)
     _check(client.post("/v1/models", json={"model_name": "gemma-3", "n_gpu": "lots"}), 400)
     _check(client.post("/v1/models", json={"model_name": "gemma-3", "replica": 0}), 400)
 

@@ -6,6 +6,7 @@ import pytest
 
 from xinference.api.coalesce import CallCoalescer
 from xinference.api.replicas import Replica
+from xinference.core.remote import ReplicaHandle
 from xinference.errors import InvalidRequestError
 
 pytestmark = pytest.mark.timeout(10)
@@ -23,7 +24,7 @@ class FakeRef:
 
 async def test_calls_ready_together_share_one_remote_call_and_keep_their_own_errors():
     a, b = FakeRef(), FakeRef()
-    ra, rb = Replica("a-0", "127.0.0.1:1", a), Replica("b-0", "127.0.0.1:2", b)
+    ra, rb = Replica("a-0", "127.0.0.1:1", ReplicaHandle(a)), Replica("b-0", "127.0.0.1:2", ReplicaHandle(b))
     co = CallCoalescer("embed_many")
     out = await asyncio.gather(co.call(ra, "x"), co.call(ra, ""), co.call(rb, "y"), co.call(ra, "z"),
                                return_exceptions=True)
@@ -40,12 +41,12 @@ async def test_a_failed_remote_call_reaches_every_caller_and_a_cancelled_caller_
             raise ConnectionError("replica gone")
 
     co = CallCoalescer("embed_many")
-    r = Replica("g-0", "127.0.0.1:3", Gone())
+    r = Replica("g-0", "127.0.0.1:3", ReplicaHandle(Gone()))
     out = await asyncio.gather(co.call(r, "x"), co.call(r, "y"), return_exceptions=True)
     assert [type(e) for e in out] == [ConnectionError, ConnectionError]
 
     ref = FakeRef()
-    r = Replica("c-0", "127.0.0.1:4", ref)
+    r = Replica("c-0", "127.0.0.1:4", ReplicaHandle(ref))
     first = asyncio.ensure_future(co.call(r, "x"))
     second = asyncio.ensure_future(co.call(r, "y"))
     await asyncio.sleep(0)

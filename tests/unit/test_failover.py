@@ -12,7 +12,7 @@ import pytest
 import xoscar as xo
 
 from tests.unit.fake_cluster import running_stack
-from xinference.api.replicas import unreachable
+from xinference.core.remote import unreachable
 
 
 @pytest.fixture

@@ -69,6 +69,12 @@ def _launch(uid: str, **extra: Any) -> Dict[str, Any]:
     return {"model_name": "gemma-3", "model_uid": uid, **extra}
 
 
+async def test_an_unknown_model_type_is_refused(stack):
+    r = await stack.http.post("/v1/models", json=_launch("m", model_type="image"))
+    assert "model_type 'image' is not supported" in _refused(r, 400, "model_type")["message"]
+    await _still_serves(stack, ["base-0"])
+
+
 # ---- envs ----------------------------------------------------------------------------
 
 REFUSED_ENVS = [

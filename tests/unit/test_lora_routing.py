@@ -43,6 +43,7 @@ async def test_supervisor_resolves_lists_and_describes_adapters(stack):
     assert await sup.locate("sql") == {
         "model_uid": "m", "lora_name": "sql", "lora_names": ["sql", "chat"], "request_limits": None,
         "replicas": [{"replica_uid": "m-0", "address": stack.address}],
+        "model_ability": ["generate", "chat"], "context_length": 128,
     }
     assert (await sup.locate("m"))["lora_name"] is None
     assert (await sup.locate("gemma-3"))["lora_name"] is None  # by model name
@@ -238,7 +239,7 @@ async def test_rest_launch_clash_is_409(stack):
 async def test_adapter_requests_count_against_the_base_models_limit(stack):
     r = await stack.http.post("/v1/models", json={**CLIENT_PAYLOAD, "request_limits": 1})
     assert r.status_code == 200, r.text
-    router = stack.app.state.router
+    router = stack.app.state.replicas
     async with router.acquire("sql") as lease:
         assert lease.lora_name == "sql" and lease.replica.replica_uid == "m-0"
         with pytest.raises(TooManyRequestsError):

@@ -52,10 +52,10 @@ async def test_requests_tokens_and_latency_are_counted_per_model_and_endpoint(st
     assert value(s, "xinference_prompt_tokens_total", model="m", endpoint="chat") == 2
     assert value(s, "xinference_completion_tokens_total", model="m", endpoint="chat") == 2
     assert value(s, "xinference_completion_tokens_total", model="m", endpoint="ollama_chat") == 1
-    # TTFT only for what was read as a stream: the SSE chat and Ollama's chat
-    assert value(s, "xinference_time_to_first_token_seconds_count", model="m", endpoint="chat") == 1
+    # TTFT for every generation, streamed or not (a whole answer's as its replica timed it)
+    assert value(s, "xinference_time_to_first_token_seconds_count", model="m", endpoint="chat") == 2
     assert value(s, "xinference_time_to_first_token_seconds_count", model="m", endpoint="ollama_chat") == 1
-    assert value(s, "xinference_time_to_first_token_seconds_count", model="m", endpoint="completions") is None
+    assert value(s, "xinference_time_to_first_token_seconds_count", model="m", endpoint="completions") == 1
     assert value(s, "xinference_request_duration_seconds_count", model="m", endpoint="chat") == 2
     assert value(s, "xinference_request_duration_seconds_count", model="unknown", endpoint="chat") == 2
     assert 0 < value(s, "xinference_request_duration_seconds_sum", model="m", endpoint="chat") < 10

@@ -59,7 +59,7 @@ def test_keys_name_prefixes_and_the_longest_known_one_wins():
 
 
 async def test_a_much_busier_replica_loses_its_claim(stack):
-    router = stack.app.state.router
+    router = stack.app.state.replicas
     messages = next(_conversation("eve", 1))
     held = await _served_by(stack, messages)
     route, _ = await router._route("m")

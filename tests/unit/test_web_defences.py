@@ -10,9 +10,9 @@ import pytest
 
 from tests.unit.fake_cluster import running_stack
 from xinference.api import middleware
+from xinference.api.gateway import Generation
 from xinference.api.origins import OriginPolicy, is_loopback, normal_origin, split_host
 from xinference.api.request_log import RequestIdFilter
-from xinference.api.serving import Generation
 from xinference.api.settings import ServerSettings
 
 pytestmark = pytest.mark.timeout(60)

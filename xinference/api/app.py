@@ -9,18 +9,19 @@ from .auth.middleware import AuthMiddleware
 from .auth.principal import Authenticator
 from .auth.quotas import Quotas
 from .errors import install_error_handlers
+from .gateway import Gateway
 from .inflight import InFlightRequests
 from .metrics import Metrics
 from .middleware import install_middleware
 from .observe import RequestObservers
 from .ollama_models import OllamaModels
 from .ollama_serving import OllamaServing
-from .replicas import ReplicaRouter
+from .openai_serving import OpenAIServing
+from .replicas import ReplicaBalancer
 from .retrieval_serving import RetrievalServing
 from .routers import auth, cluster, models, ollama, openai, registrations, retrieval
 from .routers import metrics as metrics_routes
 from .routers import requests as requests_routes
-from .serving import LLMServing
 from .settings import ServerSettings
 from .tracking import RequestTracking
 
@@ -40,15 +41,16 @@ def create_app(supervisor: Any, supervisor_address: str, settings: Optional[Serv
     # what DELETE /v1/clusters calls once the cluster is stopped: the daemon serving this
     # app sets it to end itself; an app served in-process (tests) stays up
     app.state.request_exit = None
-    app.state.router = ReplicaRouter(supervisor)
-    app.state.serving = LLMServing(app.state.router)
-    app.state.retrieval = RetrievalServing(app.state.router)
-    app.state.ollama = OllamaServing(supervisor, app.state.serving, app.state.retrieval)
-    app.state.ollama_models = OllamaModels(supervisor, app.state.router)
+    app.state.replicas = ReplicaBalancer(supervisor)
+    gateway = Gateway(app.state.replicas)
+    app.state.openai = OpenAIServing(gateway)
+    app.state.retrieval = RetrievalServing(gateway)
+    app.state.ollama = OllamaServing(gateway, app.state.retrieval, supervisor)
+    app.state.ollama_models = OllamaModels(supervisor, app.state.replicas)
     # every inference request's end goes to these (metrics; per-key usage)
     app.state.observers = RequestObservers()
     app.state.inflight = InFlightRequests()
-    app.state.metrics = Metrics(supervisor, app.state.router)
+    app.state.metrics = Metrics(supervisor, app.state.replicas)
     app.state.observers.add(app.state.metrics.observe)
     app.state.observers.add(app.state.quotas.observe)
     install_error_handlers(app)

@@ -40,7 +40,7 @@ class CallCoalescer:
 
     async def _send(self, replica: Replica, calls: Pending) -> None:
         try:
-            results = await getattr(replica.ref, self.method)([args for args, _ in calls])
+            results = await getattr(replica.handle, self.method)([args for args, _ in calls])
         except BaseException as e:  # the call itself failed: each caller sees why
             results = [e] * len(calls)
         for (_, fut), result in zip(calls, results):

@@ -57,9 +57,12 @@ class InFlightRequest:
     def routed(self, model_uid: str) -> None:
         self.model = model_uid
 
-    def first_delta(self) -> None:
+    def first_delta(self, at_ns: Optional[int] = None) -> None:
+        """The first token came now, or at perf_counter_ns `at_ns` (a whole answer's,
+        as its replica timed it)."""
         if self.ttft_s is None:
-            self.ttft_s = time.perf_counter() - self.started
+            at = time.perf_counter() if at_ns is None else at_ns / 1e9
+            self.ttft_s = max(0.0, at - self.started)
 
     def delta(self, delta: Dict[str, Any]) -> None:
         """A generation's delta; the last one (finish_reason set) carries the usage."""

@@ -11,18 +11,18 @@ import asyncio
 import logging
 from typing import Any, Dict, Iterable, List, Tuple
 
-import xoscar as xo
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ..core.remote import CONNECTION_ERRORS, bounded
 from ..errors import XinferenceError
 from .observe import FinishedRequest
-from .replicas import CONNECTION_ERRORS, ReplicaRouter
+from .replicas import ReplicaBalancer
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# the whole scrape's budget for asking the cluster; replicas get ReplicaRouter's own, shorter one
+# the whole scrape's budget for asking the cluster; replicas get ReplicaBalancer's own, shorter one
 SCRAPE_TIMEOUT_S = 3.0
 # the `model` label of a request that failed before it reached a model (unknown model,
 # invalid body): the name it asked for would let any client mint new series
@@ -32,9 +32,9 @@ E2E_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120
 
 
 class Metrics:
-    def __init__(self, supervisor: Any, router: ReplicaRouter):
+    def __init__(self, supervisor: Any, replicas: ReplicaBalancer):
         self.registry = CollectorRegistry()
-        self._cluster = _ClusterCollector(supervisor, router)
+        self._cluster = _ClusterCollector(supervisor, replicas)
         self.registry.register(self._cluster)
         by_model = ("model", "endpoint")
         r = self.registry
@@ -44,8 +44,8 @@ class Metrics:
             ("model", "endpoint", "status"), registry=r)
         self._ttft = Histogram(
             "xinference_time_to_first_token_seconds", "Seconds from a request's arrival to its first "
-            "generated delta. Only generations read as a stream are timed (stream=true, and every "
-            "Ollama chat/generate); a non-streamed OpenAI answer comes from the replica in one piece.",
+            "generated token: when it was sent for a stream, when the replica made it for a "
+            "whole answer.",
             by_model, buckets=TTFT_BUCKETS, registry=r)
         self._e2e = Histogram(
             "xinference_request_duration_seconds", "Seconds from a request's arrival to the end of "
@@ -90,7 +90,7 @@ class _Snapshot:
 
 async def _bounded(call: Any, default: Any, what: str) -> Any:
     try:
-        return await xo.wait_for(call, SCRAPE_TIMEOUT_S)
+        return await bounded(call, SCRAPE_TIMEOUT_S)
     except (asyncio.TimeoutError, XinferenceError, *CONNECTION_ERRORS) as e:
         logger.debug("metrics: %s left out: %s", what, e)
     except Exception:  # a scrape reports what it can rather than fail
@@ -102,9 +102,9 @@ class _ClusterCollector:
     """Series read from the cluster at scrape time (gauges, and the supervisor's counter
     of replica deaths)."""
 
-    def __init__(self, supervisor: Any, router: ReplicaRouter):
+    def __init__(self, supervisor: Any, replicas: ReplicaBalancer):
         self._supervisor = supervisor
-        self._router = router
+        self._replicas = replicas
         self.snapshot = _Snapshot()
 
     async def read(self) -> _Snapshot:
@@ -118,7 +118,7 @@ class _ClusterCollector:
         # a LoRA adapter is listed as a model too, but runs on its parent's replicas
         snap.models = {uid: d for uid, d in models.items() if not d.get("parent")}
         ready = [uid for uid, d in snap.models.items() if d.get("status") == "READY"]
-        loads = await asyncio.gather(*(_bounded(self._router.stats(uid), [], f"load of {uid}")
+        loads = await asyncio.gather(*(_bounded(self._replicas.stats(uid), [], f"load of {uid}")
                                        for uid in ready))
         snap.loads = dict(zip(ready, loads))
         return snap

@@ -28,7 +28,7 @@ class FinishedRequest:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int  # prompt tokens served from the replica's prefix cache
-    ttft_s: Optional[float]  # arrival to first delta; None unless it was generated as a stream
+    ttft_s: Optional[float]  # arrival to first token; None unless it generated text
     e2e_s: float  # arrival to the response's last byte
     # the request's `user` field: who the client says the tokens were for
     end_user: Optional[str] = None

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..errors import ConflictError, LaunchFailedError, ModelNotFoundError, XinferenceError
 from .errors import unexpected
+from .gateway import unless_disconnected
 from .ollama_serving import named_model
 from .protocol.ollama import (
     NDJSON,
@@ -27,8 +28,7 @@ from .protocol.ollama import (
     ndjson,
 )
 from .protocol.progress import download_summary
-from .replicas import ReplicaRouter
-from .serving import _unless_disconnected
+from .replicas import ReplicaBalancer
 
 # Model types Ollama's API has a use for (it has no rerank).
 LISTED_TYPES = ("LLM", "embedding")
@@ -36,9 +36,9 @@ PULL_POLL_S = 0.5
 
 
 class OllamaModels:
-    def __init__(self, supervisor: Any, router: ReplicaRouter):
+    def __init__(self, supervisor: Any, replicas: ReplicaBalancer):
         self._supervisor = supervisor
-        self._router = router
+        self._replicas = replicas
 
     async def _listed(self) -> Dict[str, Dict[str, Any]]:
         models = await self._supervisor.list_models()
@@ -62,7 +62,7 @@ class OllamaModels:
 
     async def _on_gpu(self, uid: str) -> bool:
         try:
-            device = (await self._router.load(uid)).get("device")
+            device = (await self._replicas.load(uid)).get("device")
         except XinferenceError:
             return False
         return str(device or "").startswith("cuda")
@@ -91,7 +91,7 @@ class OllamaModels:
         uid = model_uid(req.model_name)
         with named_model(req.model_name):
             await self._supervisor.terminate_model(uid)
-        self._router.invalidate(uid)
+        self._replicas.invalidate(uid)
 
     # ---- pull --------------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ class OllamaModels:
             return last
 
         # a client that gives up stops the waiting; the launch itself goes on
-        return JSONResponse(await _unless_disconnected(http, last_line()))
+        return JSONResponse(await unless_disconnected(http, last_line()))
 
     async def _start(self, uid: str, name: str) -> None:
         if uid in await self._supervisor.list_models():
@@ -128,7 +128,7 @@ class OllamaModels:
         except ConflictError:
             return  # another pull launched it a moment ago
         # the new uid may be a string that resolved to another model until now
-        self._router.forget_names()
+        self._replicas.forget_names()
 
     async def _family_type(self, name: str) -> Optional[str]:
         for model_type in LISTED_TYPES:

@@ -1,21 +1,22 @@
 """Ollama's inference routes: /api/chat, /api/generate, /api/embed, /api/embeddings.
 
 Nothing here talks to a replica itself: a request becomes the same `GenerationJob`
-an OpenAI request becomes and runs through `LLMServing` (routing, retries, LoRA
+an OpenAI request becomes and runs through the `Gateway` (routing, failover, LoRA
 adapters, disconnects abort decoding), or through `RetrievalServing` for embeddings;
-what is Ollama's is the request's options and the answer's shape: NDJSON lines, the
-last one `done` with Ollama's timing fields.
+what is Ollama's is the request's options and the answer's shape (`OllamaFront`):
+NDJSON lines, the last one `done` with Ollama's timing fields.
 """
 
 import time
 from contextlib import contextmanager
-from typing import Any, AsyncGenerator, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from ..errors import InvalidRequestError, ModelNotFoundError, XinferenceError
+from .gateway import FrontEnd, Gateway, Generation, GenerationJob, Timings
 from .protocol.ollama import (
     NDJSON,
     OllamaChatRequest,
@@ -31,8 +32,8 @@ from .protocol.ollama import (
     timing_fields,
 )
 from .protocol.retrieval import EmbeddingRequest
+from .replicas import ModelFacts
 from .retrieval_serving import RetrievalServing
-from .serving import Generation, GenerationJob, LLMServing, stream_response
 
 OllamaRequest = Union[OllamaChatRequest, OllamaGenerateRequest]
 THINKING_ABILITIES = {"reasoning", "hybrid"}
@@ -50,24 +51,46 @@ def named_model(name: str) -> Iterator[None]:
         raise ModelNotFoundError(message, param="model", code=e.code) from None
 
 
-def _error_line(e: XinferenceError) -> str:
-    return ndjson({"error": e.message})
+def _timing_fields(t: Timings, usage: Dict[str, Any]) -> Dict[str, int]:
+    return timing_fields(t.started_ns, t.first_ns, t.last_ns, time.perf_counter_ns(),
+                         int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
 
-def _timings(gen: Generation) -> Dict[str, int]:
-    return timing_fields(gen.started_ns, gen.first_ns, gen.last_ns, time.perf_counter_ns(),
-                         gen.usage["prompt_tokens"], gen.usage["completion_tokens"])
+class OllamaFront(FrontEnd):
+    """/api/chat's and /api/generate's answers: NDJSON lines, or one `done` reply."""
+
+    media_type = NDJSON
+
+    def __init__(self, kind: str, model: str):
+        self.kind = kind
+        self.model = model
+
+    def frames(self, delta: Dict[str, Any]) -> Iterable[str]:
+        if delta["text"] or delta.get("tool_calls"):
+            yield ndjson(reply(self.kind, self.model, delta["text"], delta.get("tool_calls")))
+
+    def tail(self, gen: Generation) -> Iterable[str]:
+        reason = (gen.last or {}).get("finish_reason") or "stop"
+        yield ndjson(done_reply(self.kind, self.model, "", reason, _timing_fields(gen.timings, gen.usage)))
+
+    def error(self, e: XinferenceError) -> str:
+        return ndjson({"error": e.message})
+
+    def whole(self, result: Dict[str, Any], timings: Timings) -> Dict[str, Any]:
+        answer: Dict[str, Any] = result["choices"][0] if result["choices"] else {"text": ""}
+        return done_reply(self.kind, self.model, answer["text"], answer.get("finish_reason") or "stop",
+                          _timing_fields(timings, result), answer.get("tool_calls"))
 
 
 class OllamaServing:
-    def __init__(self, supervisor: Any, llm: LLMServing, retrieval: RetrievalServing):
-        self._supervisor = supervisor
-        self._llm = llm
+    def __init__(self, gateway: Gateway, retrieval: RetrievalServing, supervisor: Any):
+        self._gateway = gateway
         self._retrieval = retrieval
+        self._supervisor = supervisor
 
-    async def _describe(self, uid: str, name: str) -> Dict[str, Any]:
+    async def _facts(self, uid: str, name: str) -> ModelFacts:
         with named_model(name):
-            return await self._supervisor.describe_model(uid)
+            return await self._gateway.facts(uid)
 
     # ---- generation ------------------------------------------------------------------
 
@@ -75,23 +98,23 @@ class OllamaServing:
         uid = model_uid(req.model)
         if not req.messages:  # Ollama's way to load a model ahead of use
             return await self._load_only("chat", req, uid)
-        desc = None
+        facts = None
         if req.think is not None or req.has_images or (req.options and req.options.num_ctx):
-            desc = await self._describe(uid, req.model)
-            self._check_abilities(req, desc, req.has_images)
+            facts = await self._facts(uid, req.model)
+            self._check_abilities(req, facts, req.has_images)
         messages = req.plain_messages()
         if req.has_images:
             messages = _with_images(messages, req)
-        job = GenerationJob(uid, "chat", messages, self._params(req), _template_kwargs(req, desc))
+        job = GenerationJob(uid, "chat", messages, self._params(req), _template_kwargs(req, facts))
         return await self._answer("chat", req, job, http)
 
     async def generate(self, req: OllamaGenerateRequest, http: Request):
         uid = model_uid(req.model)
         if not req.prompt:
             return await self._load_only("generate", req, uid)
-        desc = await self._describe(uid, req.model)
-        self._check_abilities(req, desc, bool(req.images))
-        if req.raw or "chat" not in (desc.get("model_ability") or []):
+        facts = await self._facts(uid, req.model)
+        self._check_abilities(req, facts, bool(req.images))
+        if req.raw or "chat" not in facts.abilities:
             # no template: the prompt as it is (Ollama's raw mode, or a base model)
             job = GenerationJob(uid, "completion", req.prompt, self._params(req))
         else:
@@ -99,26 +122,27 @@ class OllamaServing:
             messages.append({"role": "user", "content": req.prompt})
             if req.images:
                 messages[-1]["content"] = _image_parts(req.prompt, req.images)
-            job = GenerationJob(uid, "chat", messages, self._params(req), _template_kwargs(req, desc))
+            job = GenerationJob(uid, "chat", messages, self._params(req), _template_kwargs(req, facts))
         return await self._answer("generate", req, job, http)
 
     async def _load_only(self, kind: str, req: OllamaRequest, uid: str) -> JSONResponse:
         # Models here are loaded while they run and shared by every client: loading is
         # a no-op and keep_alive 0 unloads nothing (DELETE /api/delete does).
-        await self._describe(uid, req.model)
+        with named_model(req.model):
+            await self._supervisor.describe_model(uid)  # 404 for a model that is not there
         return JSONResponse(done_reply(kind, req.model, "", "unload" if req.unloads else "load"))
 
     @staticmethod
-    def _check_abilities(req: OllamaRequest, desc: Dict[str, Any], images: bool) -> None:
-        abilities = set(desc.get("model_ability") or [])
+    def _check_abilities(req: OllamaRequest, facts: ModelFacts, images: bool) -> None:
+        abilities = set(facts.abilities)
         if images and "vision" not in abilities:
             raise InvalidRequestError(f"model '{req.model}' does not support images (no vision ability).",
                                       param="images")
         if req.wants_thinking and not abilities & THINKING_ABILITIES:
             raise InvalidRequestError(f"model '{req.model}' does not support thinking.", param="think")
         num_ctx = req.options.num_ctx if req.options else None
-        context = desc.get("context_length")
-        if num_ctx and context and num_ctx > int(context):
+        context = facts.context_length
+        if num_ctx and context and num_ctx > context:
             raise InvalidRequestError(
                 f"num_ctx {num_ctx} is more than the {context} tokens of context model "
                 f"'{req.model}' was launched with; lower num_ctx or launch it with a larger n_ctx.",
@@ -132,17 +156,9 @@ class OllamaServing:
             params["tool_use"] = req.tool_use()
         return params
 
-    async def _answer(self, kind: str, req: OllamaRequest, job: GenerationJob, http: Request):
-        if not req.streaming:
-            with named_model(req.model):
-                result, gen = await self._llm.collect(job, http)
-            answer: Dict[str, Any] = result["choices"][0] if result["choices"] else {"text": ""}
-            return JSONResponse(done_reply(kind, req.model, answer["text"],
-                                           answer.get("finish_reason") or "stop", _timings(gen),
-                                           answer.get("tool_calls")))
+    async def _answer(self, kind: str, req: OllamaRequest, job: GenerationJob, http: Request) -> Response:
         with named_model(req.model):
-            gen = await self._llm.open(job, http)
-        return stream_response(gen, _lines(kind, req.model, gen), _error_line, NDJSON)
+            return await self._gateway.serve(OllamaFront(kind, req.model), job, http, req.streaming)
 
     # ---- embeddings ------------------------------------------------------------------
 
@@ -177,17 +193,9 @@ class OllamaServing:
             return await self._retrieval.embeddings(request, http)
 
 
-async def _lines(kind: str, model: str, gen: Generation) -> AsyncGenerator[str, None]:
-    async for delta in gen.deltas():
-        if delta["text"] or delta.get("tool_calls"):
-            yield ndjson(reply(kind, model, delta["text"], delta.get("tool_calls")))
-    reason = (gen.last or {}).get("finish_reason") or "stop"
-    yield ndjson(done_reply(kind, model, "", reason, _timings(gen)))
-
-
-def _template_kwargs(req: OllamaRequest, desc: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def _template_kwargs(req: OllamaRequest, facts: Optional[ModelFacts]) -> Optional[Dict[str, Any]]:
     """Thinking on or off, for a model whose chat template can switch it."""
-    if req.think is None or desc is None or not set(desc.get("model_ability") or []) & THINKING_ABILITIES:
+    if req.think is None or facts is None or not set(facts.abilities) & THINKING_ABILITIES:
         return None
     return {"enable_thinking": req.wants_thinking}
 

@@ -32,12 +32,9 @@ from typing import (
     TypeVar,
 )
 
-import xoscar as xo
-from xoscar.backends.message import _AsCauseBase
-from xoscar.errors import ActorNotExist, ServerClosed
-
 from ..constants import ROUTE_TTL_S
 from ..core.placement import pick_replica
+from ..core.remote import CONNECTION_ERRORS, ReplicaHandle, unreachable
 from ..errors import ModelNotFoundError, ModelNotReadyError, TooManyRequestsError
 from .inflight import current
 from .prefix_affinity import PrefixAffinity
@@ -45,8 +42,6 @@ from .prefix_affinity import PrefixAffinity
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# What calling a replica whose process or worker went away raises here.
-CONNECTION_ERRORS = (ServerClosed, ConnectionError, ActorNotExist, OSError)
 # Replicas one request tries before it gives up (each failure is quick: refused or closed).
 MAX_ATTEMPTS = 4
 # A request goes to the replica holding its prompt's beginning unless that replica runs
@@ -62,23 +57,22 @@ ENGINE_KEYS = ("device", "dtype", "packed", "batching")
 LOAD_TIMEOUT_S = 2.0
 
 
-def unreachable(e: BaseException) -> bool:
-    """Whether `e` says the replica could not be reached (its process or worker gone,
-    or its actor destroyed), as opposed to an error its engine raised and sent back:
-    xoscar marks those (an engine's own FileNotFoundError is not a lost replica)."""
-    if isinstance(e, (ServerClosed, ActorNotExist)):
-        return True
-    return isinstance(e, OSError) and not isinstance(e, _AsCauseBase)
-
-
 @dataclass
 class Replica:
     replica_uid: str
     address: str
-    ref: Any
+    handle: Optional[ReplicaHandle]  # None until connected
     inflight: int = 0
     served: int = 0
     down: bool = False  # could not be reached; skipped until a check finds it again
+
+
+class ModelFacts(NamedTuple):
+    """What a front end checks a request against before it reaches a replica."""
+
+    model_uid: str
+    abilities: Tuple[str, ...]  # "chat", "generate", "vision", "tools", "reasoning", ...
+    context_length: Optional[int]  # the context the replicas were launched with
 
 
 @dataclass
@@ -87,6 +81,8 @@ class ModelRoute:
     replicas: List[Replica]
     request_limits: Optional[int]
     lora_names: List[str] = field(default_factory=list)  # the model's LoRA adapters
+    abilities: Tuple[str, ...] = ()
+    context_length: Optional[int] = None
     cursor: int = 0
     inflight: int = field(default=0)
     fetched: float = field(default_factory=time.monotonic)
@@ -101,8 +97,13 @@ class Lease(NamedTuple):
     route: ModelRoute
     lora_name: Optional[str]
 
+    @property
+    def handle(self) -> ReplicaHandle:
+        assert self.replica.handle is not None  # only a connected replica is leased
+        return self.replica.handle
 
-class ReplicaRouter:
+
+class ReplicaBalancer:
     def __init__(self, supervisor: Any):
         self._supervisor = supervisor
         # what a request's `model` string resolved to: (model uid, LoRA adapter or None)
@@ -139,8 +140,8 @@ class ReplicaRouter:
                 where = await self._supervisor.locate(model)
                 uid = where["model_uid"]
                 if uid not in self._routes:
-                    route = ModelRoute(uid, await _replicas(where, []), where["request_limits"],
-                                       list(where.get("lora_names") or []))
+                    route = ModelRoute(uid, await _replicas(where, []), where["request_limits"])
+                    _take_facts(route, where)
                     self._routes[uid] = route
                     if any(r.down for r in route.replicas):
                         self._watch(route)
@@ -154,6 +155,7 @@ class ReplicaRouter:
         where = await self._supervisor.locate(route.model_uid)
         route.replicas = await _replicas(where, route.replicas)
         route.request_limits = where["request_limits"]
+        _take_facts(route, where)
         route.fetched = time.monotonic()
         if any(r.down for r in route.replicas):
             self._watch(route)
@@ -183,6 +185,10 @@ class ReplicaRouter:
         if route is not None:
             route.replicas = [r for r in route.replicas if r.replica_uid != replica_uid] or route.replicas
 
+    async def facts(self, model: str) -> ModelFacts:
+        route, _ = await self._route(model)
+        return ModelFacts(route.model_uid, route.abilities, route.context_length)
+
     async def stats(self, model: str) -> List[Dict[str, Any]]:
         """What this REST server sent to each ready replica since it found them, and
         each replica's own load (slots, queue) where it answers in time."""
@@ -211,9 +217,9 @@ class ReplicaRouter:
     async def _load(replica: Replica) -> Dict[str, Any]:
         if replica.down:
             return {}
+        assert replica.handle is not None  # a replica not connected is down
         try:
-            # xo.wait_for: a hung replica process would never answer asyncio's cancel
-            desc = await xo.wait_for(replica.ref.describe(), LOAD_TIMEOUT_S)
+            desc = await replica.handle.describe(LOAD_TIMEOUT_S)
         except (asyncio.TimeoutError, *CONNECTION_ERRORS):
             return {}
         return {k: desc[k] for k in (*LOAD_KEYS, *ENGINE_KEYS) if k in desc}
@@ -363,10 +369,11 @@ class ReplicaRouter:
                 logger.debug("recheck of %s: %s", route.model_uid, e)
                 continue
             for replica in [r for r in route.replicas if r.down]:
-                if replica.ref is None and not await _connect(replica):
+                if replica.handle is None and not await _connect(replica):
                     continue
+                assert replica.handle is not None
                 try:
-                    await xo.wait_for(replica.ref.describe(), LOAD_TIMEOUT_S)
+                    await replica.handle.describe(LOAD_TIMEOUT_S)
                 except (asyncio.TimeoutError, *CONNECTION_ERRORS):
                     continue
                 replica.down = False
@@ -380,7 +387,7 @@ async def _replicas(where: Dict[str, Any], known: List[Replica]) -> List[Replica
     out = []
     for r in where["replicas"]:
         old = by_uid.get(r["replica_uid"])
-        if old is not None and old.address == r["address"] and old.ref is not None:
+        if old is not None and old.address == r["address"] and old.handle is not None:
             out.append(old)
             continue
         replica = Replica(r["replica_uid"], r["address"], None)
@@ -389,9 +396,16 @@ async def _replicas(where: Dict[str, Any], known: List[Replica]) -> List[Replica
     return out
 
 
+def _take_facts(route: ModelRoute, where: Dict[str, Any]) -> None:
+    route.lora_names = list(where.get("lora_names") or [])
+    route.abilities = tuple(where.get("model_ability") or ())
+    ctx = where.get("context_length")
+    route.context_length = int(ctx) if ctx else None
+
+
 async def _connect(replica: Replica) -> bool:
     try:
-        replica.ref = await xo.actor_ref(replica.address, replica.replica_uid)
+        replica.handle = await ReplicaHandle.connect(replica.address, replica.replica_uid)
     except CONNECTION_ERRORS:
         replica.down = True
         return False

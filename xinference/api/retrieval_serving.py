@@ -7,33 +7,22 @@ from typing import Any, Dict, List
 from fastapi import Request
 
 from ..errors import InvalidRequestError
-from .coalesce import CallCoalescer
+from .gateway import Gateway
 from .inflight import note_usage
 from .protocol.retrieval import EmbeddingRequest, RerankRequest
-from .replicas import Lease, ReplicaRouter
-from .serving import _unless_disconnected
+from .replicas import Lease
 
 
 class RetrievalServing:
-    def __init__(self, router: ReplicaRouter):
-        self.router = router
-        self._embeds = CallCoalescer("embed_many")
-
-    async def _call(self, model: str, method: str, *args: Any) -> Dict[str, Any]:
-        async def one(lease: Lease) -> Dict[str, Any]:
-            if method == "embed":
-                return await self._embeds.call(lease.replica, *args)
-            return await getattr(lease.replica.ref, method)(*args)
-
-        return await self.router.call(model, one)
+    def __init__(self, gateway: Gateway):
+        self._gateway = gateway
 
     async def embeddings(self, req: EmbeddingRequest, http: Request) -> Dict[str, Any]:
         try:
             inputs = req.inputs()
         except ValueError as e:
             raise InvalidRequestError(str(e), param="input") from None
-        out = await _unless_disconnected(
-            http, self._call(req.model, "embed", inputs, req.truncate, req.dimensions))
+        out = await self._gateway.embed(req.model, http, inputs, req.truncate, req.dimensions)
         data = out["data"]
         width = out["dims"] * 4
         rows: List[Dict[str, Any]] = []
@@ -50,7 +39,11 @@ class RetrievalServing:
 
     async def rerank(self, req: RerankRequest, http: Request) -> Dict[str, Any]:
         return_documents = True if req.return_documents is None else req.return_documents
-        out = await _unless_disconnected(http, self._call(
-            req.model, "rerank", req.query, req.documents, req.top_n, return_documents, bool(req.return_len)))
+        args = (req.query, req.documents, req.top_n, return_documents, bool(req.return_len))
+
+        async def rerank(lease: Lease) -> Dict[str, Any]:
+            return await lease.handle.rerank(*args)
+
+        out = await self._gateway.call(req.model, rerank, http)
         note_usage(prompt_tokens=((out.get("meta") or {}).get("tokens") or {}).get("input_tokens", 0))
         return out

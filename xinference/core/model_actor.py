@@ -259,8 +259,13 @@ class ModelActor(xo.StatelessActor):
         params: Dict[str, Any],
         template_kwargs: Optional[Dict[str, Any]] = None,
     ) -> Dict[str, Any]:
-        """The whole answer in one call: {"choices": [...], usage} (answers.py)."""
+        """The whole answer in one call: {"choices": [...], usage} (answers.py), and
+        "timings": how many nanoseconds after the call its first and last tokens came."""
+        started = time.perf_counter_ns()
+        first = 0
         answers = Answers()
         async for delta in self._deltas(kind, payload, params, template_kwargs):
+            first = first or time.perf_counter_ns() - started
             answers.add(delta.model_dump())
-        return answers.result()
+        last = time.perf_counter_ns() - started
+        return {**answers.result(), "timings": {"first_ns": first or last, "last_ns": last}}

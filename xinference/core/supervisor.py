@@ -474,7 +474,8 @@ class SupervisorActor(ReplicaPlacement, ReplicaHealing, ReplicaScaling, ModelRes
     async def locate(self, model: str) -> Dict[str, Any]:
         """Where a request's `model` goes: the model uid, the LoRA adapter to apply
         (None: the base model), the model's adapters, the ready replicas (the REST
-        layer talks to them directly) and the model's request limit."""
+        layer talks to them directly), the model's request limit, and its abilities
+        and context length."""
         record, lora_name = self._resolve(model, by_name=True)
         ready = [r for r in record.replicas if r.ready and r.address and not (r.draining or r.removing)]
         if not ready:
@@ -483,12 +484,16 @@ class SupervisorActor(ReplicaPlacement, ReplicaHealing, ReplicaScaling, ModelRes
                    else "it is still loading")
             raise ModelNotReadyError(f"Model {record.model_uid} has no ready replica: {why}; "
                                      "retry shortly.", param="model")
+        desc = record.describe()
         return {
             "model_uid": record.model_uid,
             "lora_name": lora_name,
             "lora_names": record.lora_names,
             "replicas": [{"replica_uid": r.replica_uid, "address": str(r.address)} for r in ready],
             "request_limits": record.request_limits,
+            # what the front ends check requests against, cached with the replicas
+            "model_ability": list(desc.get("model_ability") or []),
+            "context_length": desc.get("context_length"),
         }
 
     # ---- catalogue ---------------------------------------------------------

@@ -5,8 +5,6 @@ from typing import Optional
 from fastapi import APIRouter, Query, Request
 
 from ...errors import InvalidRequestError
-from ...model.launch_env import check_launch_env
-from ...model.plans import model_type_name
 from ..auth.redact import events_for_caller, for_caller
 from ..protocol.xinference import AddReplicasRequest, LaunchModelRequest
 
@@ -18,7 +16,8 @@ def _supervisor(request: Request):
 
 
 def _launch_args(body: LaunchModelRequest) -> dict:
-    model_type = model_type_name(body.model_type)
+    """The supervisor's launch request; it checks the model type, the envs and the rest
+    of what a launch plan needs (model/plans.py, model/launch_env.py)."""
     unsupported = {
         "n_worker": body.n_worker not in (None, 1),
         "replica_config": bool(body.replica_config),
@@ -31,7 +30,7 @@ def _launch_args(body: LaunchModelRequest) -> dict:
     if isinstance(body.n_gpu, str) and body.n_gpu != "auto":
         raise InvalidRequestError("n_gpu must be an integer, \"auto\" or null.", param="n_gpu")
     return {
-        "model_type": model_type,
+        "model_type": body.model_type,
         "model_uid": body.model_uid,
         "model_name": body.model_name,
         "model_engine": body.model_engine,
@@ -43,7 +42,7 @@ def _launch_args(body: LaunchModelRequest) -> dict:
         "worker_ip": body.worker_ip,
         "request_limits": body.request_limits,
         "n_gpu": body.n_gpu,
-        "env": check_launch_env(body.envs) or None,
+        "env": body.envs,
         "download_hub": body.download_hub,
         # LoRA adapters (lora_list): checked by the launch plan, never an engine kwarg
         "peft_model_config": body.peft_model_config,
@@ -55,7 +54,7 @@ def _launch_args(body: LaunchModelRequest) -> dict:
 async def launch_model(body: LaunchModelRequest, request: Request, wait_ready: bool = True):
     uid = await _supervisor(request).launch_model(_launch_args(body), wait_ready)
     # The new uid and adapter names may be strings that resolved elsewhere until now.
-    request.app.state.router.forget_names()
+    request.app.state.replicas.forget_names()
     return {"model_uid": uid}
 
 
@@ -107,14 +106,14 @@ async def describe_model(model_uid: str, request: Request):
     desc = await _supervisor(request).describe_model(model_uid)
     if desc.get("status") == "READY":
         # Live load from the replicas themselves: slots busy/free, queue length.
-        desc.update(await request.app.state.router.load(model_uid))
+        desc.update(await request.app.state.replicas.load(model_uid))
     return for_caller(desc)
 
 
 @router.delete("/v1/models/{model_uid}", summary="Terminate a model")
 async def terminate_model(model_uid: str, request: Request):
     await _supervisor(request).terminate_model(model_uid)
-    request.app.state.router.invalidate(model_uid)
+    request.app.state.replicas.invalidate(model_uid)
     return None
 
 
@@ -127,20 +126,20 @@ async def progress(model_uid: str, request: Request):
 @router.post("/v1/models/{model_uid}/cancel", summary="Cancel a launch in any stage, download included")
 async def cancel_launch(model_uid: str, request: Request):
     await _supervisor(request).cancel_launch(model_uid)
-    request.app.state.router.invalidate(model_uid)
+    request.app.state.replicas.invalidate(model_uid)
     return None
 
 
 @router.get("/v1/models/{model_uid}/replicas", summary="Requests in flight and served, per replica")
 async def replicas(model_uid: str, request: Request):
-    return for_caller(await request.app.state.router.stats(model_uid))
+    return for_caller(await request.app.state.replicas.stats(model_uid))
 
 
 @router.post("/v1/models/{model_uid}/replicas",
              summary="Start more replicas of a running model; they serve once loaded")
 async def add_replicas(model_uid: str, body: AddReplicasRequest, request: Request):
     out = await _supervisor(request).add_replicas(model_uid, body.count, body.worker_ip)
-    await request.app.state.router.refresh(model_uid)
+    await request.app.state.replicas.refresh(model_uid)
     return out
 
 
@@ -150,12 +149,12 @@ async def remove_replica(model_uid: str, replica_id: str, request: Request,
                          drain_timeout: float = Query(30.0, ge=0, le=3600)):
     if len(replica_id) > 256:
         raise InvalidRequestError("replica_id is too long.", param="replica_id")
-    router_ = request.app.state.router
-    router_.exclude(model_uid, replica_id)  # no new request goes there from now on
+    replicas = request.app.state.replicas
+    replicas.exclude(model_uid, replica_id)  # no new request goes there from now on
     try:
         return await _supervisor(request).remove_replica(model_uid, replica_id, drain_timeout)
     finally:
-        await router_.refresh(model_uid)
+        await replicas.refresh(model_uid)
 
 
 @router.get("/v1/models/{model_uid}/events",
