@@ -6,6 +6,7 @@ xinference-client reads; on Ollama's routes (/api/*) it is Ollama's `{"error": "
 
 import logging
 import re
+from types import MappingProxyType
 from typing import Any, Dict, Mapping, Optional
 
 from fastapi import FastAPI, Request
@@ -26,10 +27,10 @@ class ClientGone(Exception):
     """The HTTP client disconnected before the answer was ready."""
 
 
-_TYPES = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
+_TYPES = MappingProxyType({400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
           405: "invalid_request_error", 409: "conflict_error", 413: "invalid_request_error",
           415: "invalid_request_error", 429: "rate_limit_error", 501: "invalid_request_error",
-          503: "service_unavailable"}
+          503: "service_unavailable"})
 
 
 def error_body(

@@ -18,6 +18,7 @@ separate task and re-buffers every streamed chunk.
 """
 
 import logging
+from types import MappingProxyType
 from typing import Iterable, Optional, Tuple
 
 from fastapi import FastAPI
@@ -42,7 +43,7 @@ JSON_ONLY = ("application/json",)
 # shape between versions) and the bodies each takes: JSON, but for OAuth2's password
 # login, which is a form by its specification.
 API_PREFIXES = ("/v1/", "/api/")
-BODY_TYPES = {"/token": ("application/json", "application/x-www-form-urlencoded")}
+BODY_TYPES = MappingProxyType({"/token": ("application/json", "application/x-www-form-urlencoded")})
 
 
 def install_middleware(app: FastAPI, settings: ServerSettings, max_body_bytes: Optional[int] = None) -> None:

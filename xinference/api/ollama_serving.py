@@ -36,7 +36,7 @@ from .replicas import ModelFacts
 from .retrieval_serving import RetrievalServing
 
 OllamaRequest = Union[OllamaChatRequest, OllamaGenerateRequest]
-THINKING_ABILITIES = {"reasoning", "hybrid"}
+THINKING_ABILITIES = frozenset({"reasoning", "hybrid"})
 
 
 @contextmanager

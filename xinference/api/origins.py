@@ -17,6 +17,7 @@ user opens can send it requests. Two rules keep such pages out:
 import ipaddress
 import re
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Iterable, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 LOOPBACK_ORIGIN_REGEX = (r"https?://(localhost|[a-z0-9.-]+\.localhost|127(\.[0-9]{1,3}){3}|\[::1\])"
                          r"(:[0-9]{1,5})?")
 _LOOPBACK_ORIGIN = re.compile(LOOPBACK_ORIGIN_REGEX)
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_DEFAULT_PORTS = MappingProxyType({"http": 80, "https": 443, "ws": 80, "wss": 443})
 
 
 @lru_cache(maxsize=256)  # every request asks, nearly always about the same few names

@@ -6,7 +6,8 @@ returns only once a streamed body has ended, however it ended.
 """
 
 import time
-from typing import Any, Dict, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
 
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
@@ -19,7 +20,7 @@ from .observe import FinishedRequest, RequestObservers
 from .request_log import HEADER, choose_request_id
 
 # POST routes that run inference -> the `endpoint` their requests are counted under
-ENDPOINTS: Dict[str, str] = {
+ENDPOINTS: Mapping[str, str] = MappingProxyType({
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
@@ -28,7 +29,7 @@ ENDPOINTS: Dict[str, str] = {
     "/api/generate": "ollama_generate",
     "/api/embed": "ollama_embed",
     "/api/embeddings": "ollama_embeddings",
-}
+})
 CLIENT_GONE = 499  # nginx's code for "the client closed the connection"
 
 

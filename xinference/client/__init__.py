@@ -1,4 +1,5 @@
 import importlib
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .handles import ChatModelHandle, EmbeddingModelHandle, GenerateModelHandle, RerankModelHandle
@@ -21,12 +22,12 @@ __all__ = [
     "AsyncGenerateModelHandle", "AsyncEmbeddingModelHandle", "AsyncRerankModelHandle",
 ]
 
-_ASYNC = {
+_ASYNC = MappingProxyType({
     "AsyncClient": "async_client", "AsyncRESTfulClient": "async_client",
     "AsyncModelHandle": "async_handles", "AsyncChatModelHandle": "async_handles",
     "AsyncGenerateModelHandle": "async_handles", "AsyncEmbeddingModelHandle": "async_handles",
     "AsyncRerankModelHandle": "async_handles",
-}
+})
 
 
 def __getattr__(name: str) -> Any:

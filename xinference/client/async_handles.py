@@ -1,6 +1,7 @@
 """Model handles returned by `AsyncClient.get_model`: the sync handles' calls (from
 `inference`), awaited; a stream is an async iterator of chunks."""
 
+from types import MappingProxyType
 from typing import Any, Dict
 
 import httpx
@@ -43,5 +44,5 @@ class AsyncRerankModelHandle(AsyncModelHandle):
     rerank = method(inference.rerank)
 
 
-HANDLES = {"generate": AsyncGenerateModelHandle, "chat": AsyncChatModelHandle,
-           "embedding": AsyncEmbeddingModelHandle, "rerank": AsyncRerankModelHandle}
+HANDLES = MappingProxyType({"generate": AsyncGenerateModelHandle, "chat": AsyncChatModelHandle,
+           "embedding": AsyncEmbeddingModelHandle, "rerank": AsyncRerankModelHandle})

@@ -1,6 +1,7 @@
 """Model handles returned by `Client.get_model`, one per model ability; their calls
 are described in `inference`, shared with the async handles."""
 
+from types import MappingProxyType
 from typing import Any, Dict
 
 import requests
@@ -43,5 +44,5 @@ class RerankModelHandle(ModelHandle):
     rerank = method(inference.rerank)
 
 
-HANDLES = {"generate": GenerateModelHandle, "chat": ChatModelHandle,
-           "embedding": EmbeddingModelHandle, "rerank": RerankModelHandle}
+HANDLES = MappingProxyType({"generate": GenerateModelHandle, "chat": ChatModelHandle,
+           "embedding": EmbeddingModelHandle, "rerank": RerankModelHandle})

@@ -2,6 +2,7 @@
 
 import sys
 import time
+from types import MappingProxyType
 from typing import Any, Dict
 
 import click
@@ -11,8 +12,8 @@ from ..client import Client
 from ..client.common import APIError
 from ..client.progress import download_summary, eta_text, mb
 
-_STAGES = {"starting": "starting a process", "pending": "waiting", "loading": "loading weights",
-           "waiting_for_download": "waiting for another launch's download", "ready": "ready"}
+_STAGES = MappingProxyType({"starting": "starting a process", "pending": "waiting", "loading": "loading weights",
+           "waiting_for_download": "waiting for another launch's download", "ready": "ready"})
 
 
 def launch_with_progress(client: Client, poll: float = 0.25, **launch: Any) -> str:

@@ -5,13 +5,14 @@ variables make a process load code or files of someone's choosing (LD_PRELOAD,
 PYTHONPATH, CUDA_INJECTION64_PATH, HF_HOME...), so this is an allow-list of settings
 that only tune threads, devices and downloads, each with the values it may take
 (a hub's address only among known mirrors): anything else is refused.
-Checked by the REST layer and again by the worker before the process starts.
+Checked by the supervisor when a launch comes and again by the worker before the process starts.
 """
 
 import math
 import os
 import re
-from typing import Any, Callable, Dict, Optional
+from types import MappingProxyType
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from ..errors import InvalidRequestError
 
@@ -62,7 +63,7 @@ def _endpoint(var: str, *known: str) -> Callable[[str], Optional[str]]:
 
 
 # name -> a check of its value (None: fine; else what the value must be)
-ALLOWED: Dict[str, Callable[[str], Optional[str]]] = {
+ALLOWED: Mapping[str, Callable[[str], Optional[str]]] = MappingProxyType({
     # threads of the maths libraries and of the tokenizers
     "OMP_NUM_THREADS": _count,
     "MKL_NUM_THREADS": _count,
@@ -97,14 +98,14 @@ ALLOWED: Dict[str, Callable[[str], Optional[str]]] = {
     "MODELSCOPE_REPO_TREE_PAGE_MAX_ATTEMPTS": _count,
     "XINFERENCE_MODEL_SRC": _one_of("huggingface", "modelscope"),
     "XINFERENCE_HUB_TIMEOUT": _seconds,
-}
+})
 
 # Why some often-asked names are refused, beyond "not on the list".
-_WHY = {
+_WHY = MappingProxyType({
     "CUDA_VISIBLE_DEVICES": "the worker sets it to the GPUs it reserved (use n_gpu)",
     "XINFERENCE_TRUST_REMOTE_CODE": "it is a setting of the worker (xinference-local "
                                     "--trust-remote-code)",
-}
+})
 
 
 def check_launch_env(envs: Any) -> Dict[str, str]:

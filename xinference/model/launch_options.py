@@ -10,19 +10,20 @@ before it sends it.
 import math
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..constants import TRUST_REMOTE_CODE_ENV
 from ..errors import InvalidRequestError
 
 # Options that belong to the server, not to a launch: naming one is an error that says so.
-SERVER_SETTINGS = {
+SERVER_SETTINGS = MappingProxyType({
     "trust_remote_code": (
         "trust_remote_code is a setting of the server, not of a launch: start the worker with "
         f"`xinference-local --trust-remote-code` (or {TRUST_REMOTE_CODE_ENV}=1 in the "
         "worker's environment) to let models run code from their folders."
     ),
-}
+})
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ at full context.
 import json
 import os
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any, Dict, Optional, Tuple
 
 GiB = float(1 << 30)
@@ -101,7 +102,7 @@ def _from_gguf(path: str, element_bytes: int) -> Optional[int]:
 
 
 # GGUF value types (the format's spec): struct codes of the fixed-size ones
-_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_SCALARS = MappingProxyType({0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"})
 _STRING, _ARRAY = 8, 9
 _SMALL_ARRAY = 4096  # arrays kept (per-layer figures); longer ones (a vocabulary) are skipped
 

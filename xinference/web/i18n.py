@@ -8,9 +8,10 @@ switch as the labels, and only the server sees that switch's value in a handler.
 import json
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Dict, Optional
 
-LANGUAGES = {"en": "English", "zh-CN": "简体中文"}
+LANGUAGES = MappingProxyType({"en": "English", "zh-CN": "简体中文"})
 DEFAULT_LANGUAGE = "en"
 _LOCALES = Path(__file__).with_name("locales")
 

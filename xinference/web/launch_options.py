@@ -11,7 +11,7 @@ import shlex
 from typing import Any, Dict, List, Optional, Tuple
 
 Engines = Dict[str, List[Dict[str, Any]]]
-MODEL_TYPES = ["LLM", "embedding", "rerank"]
+MODEL_TYPES = ("LLM", "embedding", "rerank")
 
 
 def _dedupe(items: List[str]) -> List[str]:
@@ -96,7 +96,7 @@ def parse_engine_kwargs(text: Optional[str]) -> Dict[str, Any]:
     return out
 
 
-RUNNING_COLUMNS = ["uid", "name", "type", "engine", "format", "size", "quantization", "replicas", "status"]
+RUNNING_COLUMNS = ("uid", "name", "type", "engine", "format", "size", "quantization", "replicas", "status")
 
 
 def running_row(uid: str, desc: Dict[str, Any]) -> List[str]:

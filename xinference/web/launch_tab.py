@@ -64,7 +64,7 @@ class LaunchForm:
         self.page = page
         mk = page.make
         with gr.Row():
-            self.model_type = mk(gr.Dropdown, {"label": "launch.model_type"}, choices=MODEL_TYPES, value="LLM")
+            self.model_type = mk(gr.Dropdown, {"label": "launch.model_type"}, choices=list(MODEL_TYPES), value="LLM")
             self.family = mk(gr.Dropdown, {"label": "launch.family"}, choices=[], filterable=True,
                              elem_id="launch-family")
             self.engine = mk(gr.Dropdown, {"label": "launch.engine"}, choices=[], elem_id="launch-engine")

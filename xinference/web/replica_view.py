@@ -16,13 +16,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 Translate = Callable[..., str]
 
-REPLICA_COLUMNS = ["replica", "worker", "state", "inflight", "served"]
-EVENT_COLUMNS = ["time", "kind", "replica", "message"]
+REPLICA_COLUMNS = ("replica", "worker", "state", "inflight", "served")
+EVENT_COLUMNS = ("time", "kind", "replica", "message")
 # Supervisor replica states, and the REST server's own "cannot reach it".
-STATES = ["ready", "starting", "launching", "restarting", "draining", "unreachable"]
+STATES = ("ready", "starting", "launching", "restarting", "draining", "unreachable")
 # What the supervisor writes into a model's history (xinference/core: healing, scaling, restore).
-EVENT_KINDS = ["added", "add_failed", "removed", "crashed", "worker_lost", "relaunching", "relaunched",
-               "relaunch_failed", "gave_up", "adopted", "restored", "scaled"]
+EVENT_KINDS = ("added", "add_failed", "removed", "crashed", "worker_lost", "relaunching", "relaunched",
+               "relaunch_failed", "gave_up", "adopted", "restored", "scaled")
 # The newest events the table shows (the server keeps up to 200 per model).
 MAX_EVENT_ROWS = 50
 NONE = "—"

@@ -4,6 +4,7 @@ OpenAI shape, and a readable sentence for an error."""
 
 import time
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import requests
@@ -142,7 +143,7 @@ def to_messages(history: List[Dict[str, Any]], system_prompt: str = "") -> List[
     return messages
 
 
-_STATUS_KEYS = {404: "error.not_found", 429: "error.busy", 503: "error.unavailable"}
+_STATUS_KEYS = MappingProxyType({404: "error.not_found", 429: "error.busy", 503: "error.unavailable"})
 
 
 def readable_error(exc: BaseException, t: Translate, endpoint: str = "") -> str:

@@ -17,11 +17,11 @@ Message = Dict[str, Any]
 Call = Dict[str, Any]  # {"id", "type": "function", "function": {"name", "arguments"}}
 Translate = Callable[..., str]
 
-EXAMPLE_TOOLS = [{"type": "function", "function": {
+EXAMPLE_TOOLS = ({"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city",
     "parameters": {"type": "object", "properties": {
         "city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-        "required": ["city"]}}}]
+        "required": ["city"]}}},)
 EXAMPLE_TEXT = json.dumps(EXAMPLE_TOOLS, indent=2)
 
 CHOICES = ("auto", "required", "none")

@@ -10,6 +10,7 @@ its own; each key (and each user's tokens together) has its own counters.
 """
 
 import json
+from types import MappingProxyType
 from typing import Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # Xinference's names; `models:write` is its newer name for start + stop.
 PERMISSIONS = ("admin", "models:list", "models:read", "models:start", "models:stop", "models:register",
                "models:unregister", "cache:list", "cache:delete", "monitor:view")
-ALIASES = {"models:write": ("models:start", "models:stop")}
+ALIASES = MappingProxyType({"models:write": ("models:start", "models:stop")})
 
 
 class Quota(BaseModel):

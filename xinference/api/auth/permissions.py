@@ -4,14 +4,15 @@ A route missing from the table needs `admin`: a new route is closed until someon
 decides who may call it (tests/unit/test_auth_routes.py fails for such a route).
 """
 
-from typing import Dict, Optional, Tuple
+from types import MappingProxyType
+from typing import Mapping, Optional, Tuple
 
 # Routes anyone may call: health, whether auth is on, the login itself, and what
 # browsers and the `ollama` CLI probe before they can hold a key. The API docs
 # describe the API, which is public; the web UI has its own login form.
 PUBLIC = "public"
 
-ROUTES: Dict[Tuple[str, str], str] = {
+ROUTES: Mapping[Tuple[str, str], str] = MappingProxyType({
     ("GET", "/status"): PUBLIC,
     ("GET", "/v1/cluster/auth"): PUBLIC,
     ("POST", "/token"): PUBLIC,
@@ -74,7 +75,7 @@ ROUTES: Dict[Tuple[str, str], str] = {
     ("POST", "/api/push"): "models:list",
     ("POST", "/api/blobs/{digest}"): "models:list",
     ("HEAD", "/api/blobs/{digest}"): "models:list",
-}
+})
 
 # Inference: what per-key quotas count (not an abort, which frees capacity).
 METERED = frozenset({

@@ -8,6 +8,7 @@ Ollama names models `name:tag`; here a model is named by its model uid, and the 
 import hashlib
 import json
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Annotated, Any, Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,10 +23,10 @@ LATEST = ":latest"
 # capabilities in /api/show); clients read it from /api/version.
 OLLAMA_API_VERSION = "0.9.0"
 # Ollama's sampling defaults, used for every option a request leaves out.
-OLLAMA_DEFAULTS = {"temperature": 0.8, "top_p": 0.9, "top_k": 40, "repeat_penalty": 1.1}
+OLLAMA_DEFAULTS = MappingProxyType({"temperature": 0.8, "top_p": 0.9, "top_k": 40, "repeat_penalty": 1.1})
 # Models here stay loaded until deleted: /api/ps says so with a time that never comes.
 NEVER_EXPIRES = "9999-12-31T23:59:59Z"
-_FORMATS = {"ggufv2": "gguf", "ggmlv3": "ggml", "pytorch": "safetensors"}
+_FORMATS = MappingProxyType({"ggufv2": "gguf", "ggmlv3": "ggml", "pytorch": "safetensors"})
 # Stop sequences one request may give (each is matched against every new piece of text).
 MAX_OLLAMA_STOPS = 16
 

@@ -1,5 +1,6 @@
 """Ollama-compatible endpoints (/api/*), next to the OpenAI ones on the same port."""
 
+from types import MappingProxyType
 from typing import Any, Callable, Coroutine
 
 from fastapi import APIRouter, Request, Response
@@ -88,8 +89,8 @@ async def delete(body: OllamaModelRequest, request: Request):
 # Ollama's endpoints that build, copy or upload models, which have no meaning on a
 # cluster that serves a catalogue: a 501 that says so (and its other paths, called
 # with the wrong method, a 405 from routing)
-UNSUPPORTED = {"/api/create": ["POST"], "/api/copy": ["POST"], "/api/push": ["POST"],
-               "/api/blobs/{digest}": ["HEAD", "POST"]}
+UNSUPPORTED = MappingProxyType({"/api/create": ["POST"], "/api/copy": ["POST"], "/api/push": ["POST"],
+               "/api/blobs/{digest}": ["HEAD", "POST"]})
 
 
 def _unsupported(path: str) -> Callable[[], Coroutine[Any, Any, JSONResponse]]:

@@ -16,7 +16,7 @@ class RepoFile(NamedTuple):
 _OTHER_RUNTIMES = (".h5", ".msgpack", ".onnx", ".onnx_data", ".ot", ".tflite", ".mlmodel",
                    ".ckpt", ".gguf", ".ggml", ".safetensors.index.json.bak")
 _PICKLED = (".bin", ".pth", ".pt")
-_SKIP_DIRS = {"original", "onnx", "openvino", "coreml", "tf", "flax", "gguf", ".git"}
+_SKIP_DIRS = frozenset({"original", "onnx", "openvino", "coreml", "tf", "flax", "gguf", ".git"})
 _MEDIA = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".mp4", ".pdf")
 INDEX = "model.safetensors.index.json"
 

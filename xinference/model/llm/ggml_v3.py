@@ -15,6 +15,7 @@ import os
 import re
 import struct
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...errors import InvalidRequestError
@@ -133,7 +134,7 @@ def _parse(mm: mmap.mmap, quant_sizes: Dict[Any, Tuple[int, int]]) -> GGJTModel:
 
 
 # unk, bos, eos as the old export wrote them (" \u2047 ", "", "") and as GGUF names them
-_SPECIAL = {0: (b"<unk>", 2), 1: (b"<s>", 3), 2: (b"</s>", 3)}
+_SPECIAL = MappingProxyType({0: (b"<unk>", 2), 1: (b"<s>", 3), 2: (b"</s>", 3)})
 
 
 def _token(tid: int, text: bytes) -> Tuple[bytes, int]:

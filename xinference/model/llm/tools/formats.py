@@ -19,7 +19,8 @@ The call syntaxes are those the families' own templates teach the model:
 import json
 import secrets
 import string
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from types import MappingProxyType
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ....errors import InvalidRequestError
 from ....types import CallPattern, ToolGrammar
@@ -261,8 +262,8 @@ class Glm4Format(ToolFormat):
         return out, {}
 
 
-FORMATS: Dict[str, ToolFormat] = {f.name: f for f in (
-    HermesFormat(), Llama3JsonFormat(), MistralFormat(), Glm4Format())}
+FORMATS: Mapping[str, ToolFormat] = MappingProxyType({f.name: f for f in (
+    HermesFormat(), Llama3JsonFormat(), MistralFormat(), Glm4Format())})
 
 
 def tool_format(name: Optional[str], model_name: str) -> ToolFormat:
