@@ -14,9 +14,9 @@ A scheduler thread owns the context. Each step it
 A slot keeps the tokens whose KV it holds after its request ends: the next turn of a
 conversation re-sends the whole history and finds it already evaluated.
 
-Choices of one prompt (n > 1) are admitted together (admission.py). Only the leader
-evaluates the prompt; the followers wait in their slots, and when the prompt's logits
-come, the leader's KV is copied into theirs (llama_memory_seq_cp: across KV streams a
+Choices of one prompt (n > 1) are admitted together (engines/admission.py). Only the
+leader evaluates the prompt; the followers wait in their slots, and when the prompt's
+logits come, the leader's KV is copied into theirs (llama_memory_seq_cp: across KV streams a
 copy of the stream's buffers, done by llama.cpp at the start of the next decode) and
 each samples its first token from the same row with its own sampler. A leader that
 leaves before that hands its followers the prompt to evaluate themselves.
@@ -28,14 +28,14 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from ....errors import XinferenceError
-from ....types import GenerationDelta, SamplingParams
-from .admission import QueueSettings, SchedulerThread, Ticket
-from .guidance import compute_masks
-from .llama_logits import RowProcessor, logits_row
-from .llama_sampling import build_sampler
-from .logprobs import entry
-from .text_stream import TextStream, paced_interval
+from .....errors import XinferenceError
+from .....types import GenerationDelta, SamplingParams
+from ..admission import QueueSettings, SchedulerThread, Ticket
+from ..guidance import compute_masks
+from ..logprobs import entry
+from ..text_stream import TextStream, paced_interval
+from .logits import RowProcessor, logits_row
+from .sampling import build_sampler
 
 logger = logging.getLogger(__name__)
 

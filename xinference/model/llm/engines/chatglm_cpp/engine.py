@@ -16,16 +16,16 @@ import importlib.util
 import logging
 from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Tuple
 
-from ....errors import InvalidRequestError, XinferenceError
-from ....types import GenerationDelta, SamplingParams
-from ...launch_options import Int
-from ...memory import MiB
-from ..chat_template import check_template_kwargs
-from ..family import LLMFamily, LLMSpec, ggml_architecture
-from .admission import QUEUE_OPTIONS, QueueSettings, SchedulerThread, Ticket, queue_settings
-from .base import LLMEngine
-from .detokenize import Detokenizer
-from .text_stream import TextStream
+from .....errors import InvalidRequestError, XinferenceError
+from .....types import GenerationDelta, SamplingParams
+from ....launch_options import Int
+from ....memory import MiB
+from ...chat_template import check_template_kwargs
+from ...family import LLMFamily, LLMSpec, ggml_architecture
+from ..admission import QUEUE_OPTIONS, QueueSettings, SchedulerThread, Ticket, queue_settings
+from ..base import LLMEngine
+from ..detokenize import Detokenizer
+from ..text_stream import TextStream
 
 logger = logging.getLogger(__name__)
 

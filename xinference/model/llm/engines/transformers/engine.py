@@ -2,7 +2,7 @@
 
 Loads a model folder (`pytorch` specs) with AutoTokenizer + AutoModelForCausalLM, or
 a GGUF file that transformers can dequantize (`ggufv2` specs). Requests are batched
-by a scheduler thread (transformers_scheduler.py) behind the same bounded queue as
+by a scheduler thread (scheduler.py) behind the same bounded queue as
 the llama.cpp engine. LoRA adapters (saved by peft) are wrapped into the model's
 linear layers (lora.py) and picked per request; rows for different adapters share one
 batch.
@@ -15,17 +15,18 @@ import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
-from ....constants import trust_remote_code_allowed
-from ....errors import InvalidRequestError
-from ....types import SamplingParams
-from ...launch_options import DEVICE, THREADS, Choice, Int
-from ...memory import MemoryNeed, MiB
-from ...remote_code import load_refusal
-from ..chat_template import tokenizer_template
-from ..family import LLMFamily
-from .admission import QUEUE_OPTIONS, queue_settings
-from .batched import BatchedEngine
-from .guidance import GuideTokenizer
+from .....constants import trust_remote_code_allowed
+from .....errors import InvalidRequestError
+from .....types import SamplingParams
+from ....launch_options import DEVICE, THREADS, Choice, Int
+from ....memory import MemoryNeed, MiB
+from ....remote_code import load_refusal
+from ...chat_template import tokenizer_template
+from ...family import LLMFamily
+from ..admission import QUEUE_OPTIONS, queue_settings
+from ..batched import BatchedEngine
+from ..cpu import cpu_has_bf16
+from ..guidance import GuideTokenizer
 
 # GGUF quantizations transformers can dequantize on load.
 GGUF_QUANTS = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
@@ -166,7 +167,7 @@ class TransformersEngine(BatchedEngine):
             lora = LoRASet(model, self.lora_list)
         self._tok, self._model = tok, model
 
-        from .transformers_scheduler import TransformersScheduler, eos_token_ids
+        from .scheduler import TransformersScheduler, eos_token_ids
 
         self._eos = sorted(eos_token_ids(tok, gen_config))
         self._vocab_size = int(model.get_output_embeddings().weight.shape[0])
@@ -254,14 +255,3 @@ def _pick_dtype(torch: Any, wanted: Optional[str], device: str) -> str:
     # without them bf16 is emulated and far slower than float32.
     return "bfloat16" if cpu_has_bf16() else "float32"
 
-
-def cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False

@@ -26,20 +26,20 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, ClassVar, Dict, List, Mapping, Optional, Tuple
 
-from ....constants import XINFERENCE_HOME, trust_remote_code_allowed
-from ....errors import InvalidRequestError, XinferenceError
-from ....types import GenerationDelta, SamplingParams
-from ...launch_options import Bool, Choice, Float, Int
-from ...memory import MemoryNeed
-from ..chat_template import tokenizer_template
-from ..family import LLMFamily
-from .admission import QUEUE_OPTIONS, AsyncSlots, queue_settings
-from .base import LLMEngine
-from .guidance import JSON_OPTIONS, tool_lark
-from .logprobs import check_logit_bias
-from .text_stream import paced_interval
-from .transformers_engine import cpu_has_bf16
-from .vllm_stream import PendingOutput
+from .....constants import XINFERENCE_HOME, trust_remote_code_allowed
+from .....errors import InvalidRequestError, XinferenceError
+from .....types import GenerationDelta, SamplingParams
+from ....launch_options import Bool, Choice, Float, Int
+from ....memory import MemoryNeed
+from ...chat_template import tokenizer_template
+from ...family import LLMFamily
+from ..admission import QUEUE_OPTIONS, AsyncSlots, queue_settings
+from ..base import LLMEngine
+from ..cpu import cpu_has_bf16
+from ..guidance import JSON_OPTIONS, tool_lark
+from ..logprobs import check_logit_bias
+from ..text_stream import paced_interval
+from .stream import PendingOutput
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ One thread owns the model. Each step it:
 
 Prefill writes into a scratch `SlotKV`, whose rows are then copied into the batch's
 `SlotKV` (see slot_cache.py). Choices of one prompt (n > 1, admitted together, see
-admission.py) are prefilled as one row, which each of them samples its first token from
-and copies into the batch. Tokens become text through a `Detokenizer` and the
-shared `TextStream` (stop strings, coalescing).
+engines/admission.py) are prefilled as one row, which each of them samples its first
+token from and copies into the batch. Tokens become text through a `Detokenizer` and
+the shared `TextStream` (stop strings, coalescing).
 """
 
 import logging
@@ -22,14 +22,14 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 import torch
 
-from ....errors import XinferenceError
-from ....types import GenerationDelta, SamplingParams
-from .admission import QueueSettings, SchedulerThread, Ticket
-from .detokenize import Detokenizer, shown_specials
-from .logprobs import entry
+from .....errors import XinferenceError
+from .....types import GenerationDelta, SamplingParams
+from ..admission import QueueSettings, SchedulerThread, Ticket
+from ..detokenize import Detokenizer, shown_specials
+from ..logprobs import entry
+from ..text_stream import TextStream, paced_interval
+from .sampling import RowSampler, sample
 from .slot_cache import SlotCache, SlotKV
-from .text_stream import TextStream, paced_interval
-from .torch_sampling import RowSampler, sample
 
 logger = logging.getLogger(__name__)
 
