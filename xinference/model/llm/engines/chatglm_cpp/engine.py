@@ -12,7 +12,6 @@ ignored. `chatglm_cpp` is imported only in `load()`.
 """
 
 import asyncio
-import importlib.util
 from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .....errors import InvalidRequestError
@@ -35,6 +34,7 @@ NO_TRUNCATION = 1 << 30
 class ChatglmCppEngine(LLMEngine):
     name = "chatglm.cpp"
     model_formats = ("ggmlv3",)
+    libraries = ("chatglm_cpp",)
     install_hint = "bash scripts/install_chatglm_cpp.sh"
     launch_options = {
         **QUEUE_OPTIONS,
@@ -45,10 +45,6 @@ class ChatglmCppEngine(LLMEngine):
     @classmethod
     def match(cls, family: LLMFamily, spec: LLMSpec, quantization: str) -> bool:
         return spec.model_format == "ggmlv3" and ggml_architecture(family) == "chatglm"
-
-    @classmethod
-    def is_installed(cls) -> bool:
-        return importlib.util.find_spec("chatglm_cpp") is not None
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

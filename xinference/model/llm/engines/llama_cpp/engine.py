@@ -12,7 +12,6 @@ completion); the KV cache holds `n_ctx * n_parallel` tokens in all.
 
 import asyncio
 import ctypes
-import importlib.util
 import os
 import sys
 import warnings
@@ -53,6 +52,7 @@ def _n_parallel(kwargs: Mapping[str, Any], family: LLMFamily) -> int:
 class LlamaCppEngine(BatchedEngine):
     name = "llama.cpp"
     model_formats = ("ggufv2", "ggmlv3")
+    libraries = ("llama_cpp",)
     supports_grammar = True
     supports_tool_grammar = True
     supports_logprobs = True
@@ -78,10 +78,6 @@ class LlamaCppEngine(BatchedEngine):
         if spec.model_format == "ggmlv3" and ggml_architecture(family) != "llama":
             return False
         return super().match(family, spec, quantization)
-
-    @classmethod
-    def is_installed(cls) -> bool:
-        return importlib.util.find_spec("llama_cpp") is not None
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -263,13 +259,8 @@ class LlamaCppEngine(BatchedEngine):
     def _vocab_width(self) -> int:
         return int(self._lib.llama_vocab_n_tokens(self._vocab))
 
-    def stats(self) -> Dict[str, Any]:
-        return self._scheduler.stats() if self._scheduler is not None else {}
-
     async def close(self) -> None:
-        if self._scheduler is not None:
-            scheduler, self._scheduler = self._scheduler, None
-            await asyncio.to_thread(scheduler.stop)
+        await super().close()  # the scheduler first: it uses the context
         if self._ctx is not None:
             self._lib.llama_free(self._ctx)
             self._ctx = None

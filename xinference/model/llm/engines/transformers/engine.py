@@ -11,7 +11,6 @@ torch and transformers are imported only in `load()`.
 """
 
 import asyncio
-import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
@@ -20,12 +19,12 @@ from .....errors import InvalidRequestError
 from .....types import SamplingParams
 from ....launch_options import DEVICE, THREADS, Choice, Int
 from ....memory import MemoryNeed, MiB
-from ....remote_code import load_refusal
+from ....remote_code import load_error
 from ...chat_template import tokenizer_template
 from ...family import LLMFamily
 from ..admission import QUEUE_OPTIONS, queue_settings
 from ..batched import BatchedEngine
-from ..cpu import cpu_has_bf16
+from ..cpu import cpu_dtype
 from ..guidance import GuideTokenizer
 
 # GGUF quantizations transformers can dequantize on load.
@@ -40,6 +39,7 @@ DEFAULT_PREFILL_CHUNK = 512
 class TransformersEngine(BatchedEngine):
     name = "Transformers"
     model_formats = ("pytorch", "ggufv2")
+    libraries = ("torch", "transformers")
     supports_lora: ClassVar[bool] = True
     supports_grammar: ClassVar[bool] = True
     supports_tool_grammar: ClassVar[bool] = True
@@ -57,10 +57,6 @@ class TransformersEngine(BatchedEngine):
     }
 
     @classmethod
-    def is_installed(cls) -> bool:
-        return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
-
-    @classmethod
     def match(cls, family: Any, spec: Any, quantization: str) -> bool:
         if spec.model_format == "pytorch":
             # no bitsandbytes here: a "4-bit" launch would silently load full precision
@@ -76,7 +72,7 @@ class TransformersEngine(BatchedEngine):
                     family: LLMFamily, basis: str) -> MemoryNeed:
         dtype = kwargs.get("dtype") or kwargs.get("torch_dtype")
         if dtype in (None, "auto"):
-            dtype = "bfloat16" if cpu_has_bf16() else "float32"
+            dtype = cpu_dtype()
         if dtype == "float32":  # checkpoints are 16-bit: float32 doubles them
             weights *= 2
         return MemoryNeed(weights=weights, overhead=cls.memory_overhead, basis=basis)
@@ -140,12 +136,8 @@ class TransformersEngine(BatchedEngine):
                 **({"device_map": "auto"} if spread else {}), **extra,
             )
         except (OSError, ValueError, KeyError) as e:
-            refused = load_refusal(self.family.model_name, e)
-            if refused is not None:
-                raise refused from None
-            raise InvalidRequestError(
-                f"transformers could not load {self.model_path}: {e}", param="model_path"
-            ) from None
+            raise load_error(self.family.model_name, f"transformers could not load {self.model_path}",
+                             e) from None
         self.load_progress = 0.9
         if not spread:
             model.to(device)
@@ -219,12 +211,10 @@ class TransformersEngine(BatchedEngine):
     def stats(self) -> Dict[str, Any]:
         if self._scheduler is None:
             return {}
-        return {**self._scheduler.stats(), "device": self.device, "dtype": self.dtype}
+        return {**super().stats(), "device": self.device, "dtype": self.dtype}
 
     async def close(self) -> None:
-        if self._scheduler is not None:
-            scheduler, self._scheduler = self._scheduler, None
-            await asyncio.to_thread(scheduler.stop)
+        await super().close()
         self._model = None
         self._tok = None
 
@@ -250,8 +240,5 @@ def _pick_dtype(torch: Any, wanted: Optional[str], device: str) -> str:
         return wanted
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    # On a CPU with bf16 instructions bf16 halves the bytes each step reads and runs in
-    # native kernels (measured: 2x float32 at batch 1, 10x at batch 8 on Zen 4);
-    # without them bf16 is emulated and far slower than float32.
-    return "bfloat16" if cpu_has_bf16() else "float32"
+    return cpu_dtype()
 
