@@ -45,7 +45,7 @@ def make_adapter(folder: Path, out: Path, seed: int) -> str:
 
 
 async def load(folder: Path, loras: Dict[str, str], threads: int, seqs: int):
-    from xinference.model.llm.engines.transformers_engine import TransformersEngine
+    from xinference.model.llm.engines.transformers.engine import TransformersEngine
     from xinference.model.llm.family import get_family, match_spec
     from xinference.types import LoRASpec
 

@@ -38,7 +38,7 @@ from bench_transformers import PROMPTS, stream_completion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.hf_gemma import build_gemma_folder  # noqa: E402
-from xinference.model.llm.engines.vllm_engine import SMALL_MACHINE_CORES, vllm_python  # noqa: E402
+from xinference.model.llm.engines.vllm.engine import SMALL_MACHINE_CORES, vllm_python  # noqa: E402
 
 UID = "gemma-vllm"
 

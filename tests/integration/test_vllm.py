@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.servers import start_local, wait_until
-from xinference.model.llm.engines.vllm_engine import VllmEngine
+from xinference.model.llm.engines.vllm.engine import VllmEngine
 
 pytestmark = pytest.mark.skipif(not VllmEngine.is_installed(),
                                 reason="vLLM is not installed (bash scripts/install_vllm.sh)")

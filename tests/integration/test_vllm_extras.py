@@ -11,7 +11,8 @@ by itself, so every call seen here was forced by the grammar, and must still be 
 call of a declared tool at temperature 1, whatever the seed.
 
 The first tests check, without vLLM, how a stream's log-probability entries follow its
-text (vllm_stream.PendingOutput) when vLLM merges steps and stop strings hold text back.
+text (engines/vllm/stream.py, PendingOutput) when vLLM merges steps and stop strings hold
+text back.
 """
 
 import json
@@ -23,8 +24,8 @@ import pytest
 import requests
 
 from tests.servers import start_local
-from xinference.model.llm.engines.vllm_engine import VllmEngine
-from xinference.model.llm.engines.vllm_stream import PendingOutput
+from xinference.model.llm.engines.vllm.engine import VllmEngine
+from xinference.model.llm.engines.vllm.stream import PendingOutput
 
 needs_vllm = pytest.mark.skipif(not VllmEngine.is_installed(),
                                 reason="vLLM is not installed (bash scripts/install_vllm.sh)")

@@ -28,9 +28,11 @@ class _Toy(SchedulerThread):
     def _busy(self) -> int:
         return len(self.running)
 
-    def _step(self) -> None:
+    def _admit(self, tickets: List[Ticket]) -> None:
+        self.running += tickets
+
+    def _advance(self) -> None:
         self.steps += 1
-        self.running += self.queue.take(self._free_slots())
         for ticket in list(self.running):
             if ticket.request == "fail":
                 raise RuntimeError("boom")
@@ -39,9 +41,10 @@ class _Toy(SchedulerThread):
             self.running.remove(ticket)
             ticket.emit(GenerationDelta(text="ok", finish_reason="stop"))
 
-    def _fail_running(self, err: XinferenceError) -> None:
-        for ticket in self.running:
-            ticket.emit(err)
+    def _admitted(self) -> List[Ticket]:
+        return list(self.running)
+
+    def _reset(self) -> None:
         self.running = []
 
 

@@ -7,8 +7,6 @@ finds custom code the family did not announce (a `model_path` folder) answers wi
 same 400 instead of a generic load failure.
 """
 
-from typing import Optional
-
 from ..constants import TRUST_REMOTE_CODE_ENV, trust_remote_code_allowed
 from ..errors import InvalidRequestError
 
@@ -31,9 +29,10 @@ def check_allowed(model: str, needs_remote_code: bool) -> None:
         raise refusal(model)
 
 
-def load_refusal(model: str, error: BaseException) -> Optional[InvalidRequestError]:
-    """The refusal for a loader's error that asks for trust_remote_code (transformers raises
-    a ValueError saying "pass the argument `trust_remote_code=True`"), else None."""
+def load_error(model: str, failed: str, error: BaseException) -> InvalidRequestError:
+    """The 400 for a loader's error: the refusal when it asks for trust_remote_code
+    (transformers raises a ValueError saying "pass the argument `trust_remote_code=True`"),
+    else `failed` (what could not be loaded) with the error."""
     if "trust_remote_code" in str(error) and not trust_remote_code_allowed():
         return refusal(model)
-    return None
+    return InvalidRequestError(f"{failed}: {error}", param="model_path")

@@ -16,7 +16,7 @@ from ...constants import MAX_EMBEDDING_INPUTS, MAX_TEXT_CHARS, trust_remote_code
 from ...errors import InvalidRequestError
 from ..batching import DynamicBatcher
 from ..launch_options import DEVICE, THREADS, Bool, Choice, Float, Int, check_options
-from ..remote_code import check_allowed, load_refusal
+from ..remote_code import check_allowed, load_error
 from .family import EmbeddingFamily
 
 DEFAULT_MAX_BATCH = 32
@@ -96,12 +96,8 @@ class EmbeddingModel:
                                         trust_remote_code=trust_remote_code_allowed(),
                                         model_kwargs=model_kwargs, local_files_only=True)
         except (OSError, ValueError, KeyError, AttributeError) as e:
-            refused = load_refusal(self.family.model_name, e)
-            if refused is not None:
-                raise refused from None
-            raise InvalidRequestError(
-                f"sentence-transformers could not load {self.model_path}: {e}", param="model_path"
-            ) from None
+            raise load_error(self.family.model_name,
+                             f"sentence-transformers could not load {self.model_path}", e) from None
         model.eval()
         self._torch, self._model, self._tok = torch, model, model.tokenizer
         self._engine_info = {"device": str(model.device),

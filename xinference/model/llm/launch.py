@@ -51,7 +51,7 @@ class LaunchPlan(BaseModel):
     @property
     def needs_remote_code(self) -> bool:
         """No LLM family declares that it runs code from its folder; a folder that does
-        is refused when the engine loads it (remote_code.load_refusal)."""
+        is refused when the engine loads it (remote_code.load_error)."""
         return False
 
     @property

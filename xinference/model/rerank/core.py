@@ -30,7 +30,7 @@ from ...constants import MAX_RERANK_DOCUMENTS, MAX_TEXT_CHARS, trust_remote_code
 from ...errors import InvalidRequestError
 from ..batching import DynamicBatcher
 from ..launch_options import DEVICE, Float, Int, check_options
-from ..remote_code import check_allowed, load_refusal
+from ..remote_code import check_allowed, load_error
 from .family import RerankFamily
 
 logger = logging.getLogger(__name__)
@@ -105,12 +105,9 @@ class RerankModel:
                 local_files_only=True,
             )
         except (OSError, ValueError, KeyError, AttributeError, TypeError, ImportError) as e:
-            refused = load_refusal(self.family.model_name, e)
-            if refused is not None:
-                raise refused from None
-            raise InvalidRequestError(
-                f"sentence-transformers could not load {self.model_path} as a cross-encoder: {e}",
-                param="model_path",
+            raise load_error(
+                self.family.model_name,
+                f"sentence-transformers could not load {self.model_path} as a cross-encoder", e,
             ) from None
         if model.num_labels != 1:
             raise InvalidRequestError(

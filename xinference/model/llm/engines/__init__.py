@@ -10,10 +10,10 @@ from ....errors import InvalidRequestError
 from .base import LLMEngine
 
 ENGINES: Dict[str, str] = {
-    "llama.cpp": "xinference.model.llm.engines.llama_cpp:LlamaCppEngine",
-    "Transformers": "xinference.model.llm.engines.transformers_engine:TransformersEngine",
-    "chatglm.cpp": "xinference.model.llm.engines.chatglm_cpp:ChatglmCppEngine",
-    "vLLM": "xinference.model.llm.engines.vllm_engine:VllmEngine",
+    "llama.cpp": "xinference.model.llm.engines.llama_cpp.engine:LlamaCppEngine",
+    "Transformers": "xinference.model.llm.engines.transformers.engine:TransformersEngine",
+    "chatglm.cpp": "xinference.model.llm.engines.chatglm_cpp.engine:ChatglmCppEngine",
+    "vLLM": "xinference.model.llm.engines.vllm.engine:VllmEngine",
 }
 
 

@@ -24,6 +24,7 @@ from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Mapping, Nam
 from ....errors import ServerBusyError, TooManyRequestsError, XinferenceError
 from ....types import GenerationDelta
 from ...launch_options import Float, Int
+from .text_stream import paced_interval
 
 # Seconds a request waits for a slot before a 503, unless the launch says (queue_timeout_s).
 DEFAULT_QUEUE_TIMEOUT_S = 120.0
@@ -240,14 +241,23 @@ class WaitQueue:
 
 class SchedulerThread:
     """The thread that owns a model: it steps while requests run or wait and sleeps
-    otherwise; requests reach it through `queue`. An engine's scheduler says how busy it
-    is (`_busy`), what one step does (`_step`) and how its running requests fail
-    (`_fail_running`, when the thread stops or a step raises)."""
+    otherwise; requests reach it through `queue`. It owns what every scheduler does the
+    same: the thread and its wake-ups, each step's order (`_step`), the pace of streams
+    (`_pace`), and failing requests (a step that raises, `stop`). An engine's scheduler
+    writes what is its own:
+      _busy()            slots its requests hold
+      _drop_cancelled()  frees the slots of requests whose client went away
+      _admit(tickets)    takes tickets the queue gave it (at most the free slots)
+      _advance()         runs what is admitted one step on (prefill, decode, sample)
+      _admitted()        the tickets of every admitted request
+      _reset()           forgets every admitted request and the state it left
+    """
 
     engine = "the engine"  # named in errors
 
     def __init__(self, slots: int, queue: QueueSettings):
         self.slots = slots
+        self.stream_interval = queue.stream_interval
         self._cond = threading.Condition()
         self._stopping = False
         self.queue = WaitQueue(queue.max_queue, queue.timeout_s, self._free_slots, self._wake)
@@ -293,14 +303,44 @@ class SchedulerThread:
                 self._fail_running(e if isinstance(e, XinferenceError)
                                    else XinferenceError(f"{self.engine} failed: {e}"))
 
+    def _step(self) -> None:
+        self._drop_cancelled()
+        tickets = self.queue.take(self._free_slots())
+        if tickets:
+            self._admit(tickets)
+        self._advance()
+
+    def _pace(self) -> float:
+        """Seconds between two pieces of a stream now (a TextStream's interval)."""
+        return paced_interval(self.stream_interval, self._streams())
+
+    def _streams(self) -> int:
+        """Streams being sent now, which `_pace` spreads the pieces over."""
+        return self._busy()
+
+    def _fail_running(self, err: XinferenceError) -> None:
+        """Sends err to every admitted request, their slots freed first."""
+        tickets = self._admitted()
+        self._reset()
+        for ticket in tickets:
+            ticket.emit(err)
+
     def _busy(self) -> int:
         raise NotImplementedError
 
-    def _step(self) -> None:
+    def _drop_cancelled(self) -> None:
+        return None
+
+    def _admit(self, tickets: List[Ticket]) -> None:
         raise NotImplementedError
 
-    def _fail_running(self, err: XinferenceError) -> None:
-        """Sends err to every admitted request and frees its slot."""
+    def _advance(self) -> None:
+        raise NotImplementedError
+
+    def _admitted(self) -> List[Ticket]:
+        raise NotImplementedError
+
+    def _reset(self) -> None:
         raise NotImplementedError
 
 

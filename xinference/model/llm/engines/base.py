@@ -26,6 +26,7 @@ launch names `n_threads`. Nothing of the kind happens at import: the worker and 
 REST server import engine modules too.
 """
 
+import importlib.util
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, AsyncIterator, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -53,6 +54,8 @@ class LLMEngine(ABC):
     supports_tool_grammar: ClassVar[bool] = False
     # whether generate() honours SamplingParams.logprobs and logit_bias
     supports_logprobs: ClassVar[bool] = False
+    # the packages load() imports: is_installed() checks that this Python finds them
+    libraries: ClassVar[Tuple[str, ...]] = ()
     # how to install it, for the error a launch on a machine without it gets
     # (compiled engines build with our scripts' safe flags, not a plain pip install)
     install_hint: ClassVar[str] = ""
@@ -66,7 +69,7 @@ class LLMEngine(ABC):
 
     @classmethod
     def is_installed(cls) -> bool:
-        return True
+        return all(importlib.util.find_spec(name) is not None for name in cls.libraries)
 
     @classmethod
     def kv_tokens(cls, kwargs: Mapping[str, Any], family: LLMFamily) -> int:

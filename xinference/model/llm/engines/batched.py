@@ -4,7 +4,7 @@ output grammar, queued on the scheduler as one group (admission.py) so that the 
 is evaluated once for all its choices."""
 
 import asyncio
-from typing import Any, AsyncIterator, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional
 
 from ....errors import InvalidRequestError
 from ....types import GenerationDelta, SamplingParams
@@ -52,3 +52,12 @@ class BatchedEngine(LLMEngine):
         scheduler = self._scheduler
         assert scheduler is not None, "generate() before load()"
         return scheduler.queue.serve_group(asyncio.get_running_loop(), requests, scheduler.slots)
+
+    def stats(self) -> Dict[str, Any]:
+        return self._scheduler.stats() if self._scheduler is not None else {}
+
+    async def close(self) -> None:
+        """Stops the scheduler thread; its running and waiting requests get an error."""
+        if self._scheduler is not None:
+            scheduler, self._scheduler = self._scheduler, None
+            await asyncio.to_thread(scheduler.stop)

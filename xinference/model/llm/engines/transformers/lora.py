@@ -23,8 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ....errors import InvalidRequestError
-from ....types import LoRASpec
+from .....errors import InvalidRequestError
+from .....types import LoRASpec
 
 _KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$")
 

@@ -11,9 +11,9 @@ One thread owns the model. Each step it:
 
 Prefill writes into a scratch `SlotKV`, whose rows are then copied into the batch's
 `SlotKV` (see slot_cache.py). Choices of one prompt (n > 1, admitted together, see
-admission.py) are prefilled as one row, which each of them samples its first token from
-and copies into the batch. Tokens become text through a `Detokenizer` and the
-shared `TextStream` (stop strings, coalescing).
+engines/admission.py) are prefilled as one row, which each of them samples its first
+token from and copies into the batch. Tokens become text through a `Detokenizer` and
+the shared `TextStream` (stop strings, coalescing).
 """
 
 import logging
@@ -22,14 +22,13 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 import torch
 
-from ....errors import XinferenceError
-from ....types import GenerationDelta, SamplingParams
-from .admission import QueueSettings, SchedulerThread, Ticket
-from .detokenize import Detokenizer, shown_specials
-from .logprobs import entry
+from .....types import GenerationDelta, SamplingParams
+from ..admission import QueueSettings, SchedulerThread, Ticket
+from ..detokenize import Detokenizer, shown_specials
+from ..logprobs import entry
+from ..text_stream import TextStream
+from .sampling import RowSampler, sample
 from .slot_cache import SlotCache, SlotKV
-from .text_stream import TextStream, paced_interval
-from .torch_sampling import RowSampler, sample
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +83,6 @@ class TransformersScheduler(SchedulerThread):
         self._n_layers = n_layers
         self._device = device
         self._chunk = prefill_chunk
-        self._stream_interval = queue.stream_interval
         self._eos = eos_ids
         self._lora = lora  # a LoRASet, or None
         self._vocab = vocab_size
@@ -110,9 +108,10 @@ class TransformersScheduler(SchedulerThread):
 
     # ---- scheduler thread -----------------------------------------------------------
 
-    def _fail_running(self, err: XinferenceError) -> None:
-        for seq in self._all():
-            seq.ticket.emit(err)
+    def _admitted(self) -> List[Ticket]:
+        return [seq.ticket for seq in self._running + [m for s in self._waiting() for m in s.group()]]
+
+    def _reset(self) -> None:
         self._running, self._pending, self._prefill = [], [], None
         self._reset_kv()
 
@@ -120,14 +119,16 @@ class TransformersScheduler(SchedulerThread):
         self._kv = SlotKV(self.slots, self._n_layers)
         self._cache = SlotCache(self._kv)
 
-    def _all(self) -> List[_Seq]:
-        return self._running + [m for s in self._waiting() for m in s.group()]
-
     @torch.inference_mode()
     def _step(self) -> None:
-        self._drop_cancelled()
-        for ticket in self.queue.take(self._free_slots()):
-            self._pending.append(self._new_seq(ticket))
+        super()._step()  # all of it without autograd: the KV rows it moves too
+
+    def _admit(self, tickets: List[Ticket]) -> None:
+        self._pending += [self._new_seq(ticket) for ticket in tickets]
+
+    def _advance(self) -> None:
+        """One prefill step (a chunk, or a group of short prompts), then one decode step
+        of every running sequence."""
         if self._prefill is None and self._pending:
             self._prefill = self._group()
         job = self._prefill
@@ -170,8 +171,8 @@ class TransformersScheduler(SchedulerThread):
         """A token's own text, for log-probability entries."""
         return self._tok.decode([token], skip_special_tokens=False).encode("utf-8")
 
-    def _pace(self) -> float:
-        return paced_interval(self._stream_interval, len(self._running))
+    def _streams(self) -> int:
+        return len(self._running)  # a prompt being prefilled streams nothing yet
 
     def _drop_cancelled(self) -> None:
         for i in range(len(self._running) - 1, -1, -1):

@@ -15,8 +15,8 @@ Nothing here imports vllm: a step is duck-typed (`token_ids`, `text`, `logprobs`
 
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .logprobs import entry
-from .text_stream import StopMatcher
+from ..logprobs import entry
+from ..text_stream import StopMatcher
 
 
 def step_entries(step: Any, k: int, decode: Callable[[int], str]) -> List[Dict[str, Any]]:

@@ -12,22 +12,18 @@ ignored. `chatglm_cpp` is imported only in `load()`.
 """
 
 import asyncio
-import importlib.util
-import logging
 from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Tuple
 
-from ....errors import InvalidRequestError, XinferenceError
-from ....types import GenerationDelta, SamplingParams
-from ...launch_options import Int
-from ...memory import MiB
-from ..chat_template import check_template_kwargs
-from ..family import LLMFamily, LLMSpec, ggml_architecture
-from .admission import QUEUE_OPTIONS, QueueSettings, SchedulerThread, Ticket, queue_settings
-from .base import LLMEngine
-from .detokenize import Detokenizer
-from .text_stream import TextStream
-
-logger = logging.getLogger(__name__)
+from .....errors import InvalidRequestError
+from .....types import GenerationDelta, SamplingParams
+from ....launch_options import Int
+from ....memory import MiB
+from ...chat_template import check_template_kwargs
+from ...family import LLMFamily, LLMSpec, ggml_architecture
+from ..admission import QUEUE_OPTIONS, QueueSettings, SchedulerThread, Ticket, queue_settings
+from ..base import LLMEngine
+from ..detokenize import Detokenizer
+from ..text_stream import TextStream
 
 DEFAULT_N_CTX = 8192
 # "no limit" for the tokenizer calls that otherwise cut a long prompt silently; the
@@ -38,6 +34,7 @@ NO_TRUNCATION = 1 << 30
 class ChatglmCppEngine(LLMEngine):
     name = "chatglm.cpp"
     model_formats = ("ggmlv3",)
+    libraries = ("chatglm_cpp",)
     install_hint = "bash scripts/install_chatglm_cpp.sh"
     launch_options = {
         **QUEUE_OPTIONS,
@@ -48,10 +45,6 @@ class ChatglmCppEngine(LLMEngine):
     @classmethod
     def match(cls, family: LLMFamily, spec: LLMSpec, quantization: str) -> bool:
         return spec.model_format == "ggmlv3" and ggml_architecture(family) == "chatglm"
-
-    @classmethod
-    def is_installed(cls) -> bool:
-        return importlib.util.find_spec("chatglm_cpp") is not None
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -243,7 +236,6 @@ class _Runner(SchedulerThread):
         self._config_cls = config_cls
         self._eos = frozenset(eos)
         self._max_length = max_length
-        self._interval = queue.stream_interval
         self._current: Optional[Ticket] = None
         super().__init__(1, queue)
         self.start()
@@ -251,27 +243,27 @@ class _Runner(SchedulerThread):
     def _busy(self) -> int:
         return int(self._current is not None)
 
-    def _fail_running(self, err: XinferenceError) -> None:
-        ticket, self._current = self._current, None
-        if ticket is not None:
-            ticket.emit(err)
+    def _admitted(self) -> List[Ticket]:
+        return [self._current] if self._current is not None else []
 
-    def _step(self) -> None:
-        for ticket in self.queue.take(1):
-            self._current = ticket
-            try:
-                last = self._serve(ticket)
-            except Exception as e:  # noqa: BLE001 - the request fails, not the replica
-                logger.exception("chatglm.cpp generation failed")
-                self._fail_running(e if isinstance(e, XinferenceError)
-                                   else XinferenceError(f"chatglm.cpp failed: {e}"))
-                continue
-            if last is None and self._stopping:
-                return  # stop() fails it
-            # free before the last delta goes out: whoever reads it sees the slot free
-            self._current = None
-            if last is not None:
-                last()
+    def _reset(self) -> None:
+        self._current = None
+
+    def _admit(self, tickets: List[Ticket]) -> None:
+        [self._current] = tickets
+
+    def _advance(self) -> None:
+        """The admitted request, to its end (a failure fails it: SchedulerThread._run)."""
+        ticket = self._current
+        if ticket is None:
+            return
+        last = self._serve(ticket)
+        if last is None and self._stopping:
+            return  # stop() fails it
+        # free before the last delta goes out: whoever reads it sees the slot free
+        self._current = None
+        if last is not None:
+            last()
 
     def _serve(self, ticket: Ticket) -> Optional[Callable[[], None]]:
         """Generates; returns what sends the last delta (None: the client left)."""
@@ -287,7 +279,7 @@ class _Runner(SchedulerThread):
             repetition_penalty=float(params.repetition_penalty),
         )
         stops = set(params.stop_token_ids) | (set() if params.ignore_eos else self._eos)
-        text = TextStream(ticket.emit, params.stop, self._interval)
+        text = TextStream(ticket.emit, params.stop, self.stream_interval)
         detok = Detokenizer(self._decoder, prompt)
         # Every request evaluates its whole prompt: chatglm.cpp evaluates either a whole
         # prompt (n_past 0) or one token, so continuing a cached prefix would feed the rest

@@ -1,8 +1,9 @@
 """llama.cpp engine (llama-cpp-python's C API), for GGUF models, and for legacy GGML
-(GGJT v3) LLaMA files, which it converts to GGUF once before the first load (ggml_v3.py).
+(GGJT v3) LLaMA files, which it converts to GGUF once before the first load
+(model/llm/ggml_v3.py).
 
 One llama.cpp context per replica, shared by `n_parallel` slots: a scheduler thread
-batches every running request into each decode step (see llama_scheduler.py).
+batches every running request into each decode step (see scheduler.py).
 `llama_cpp` is imported only in `load()`, so importing this module is cheap.
 
 Sizes: `n_ctx` is the context of one slot, i.e. what one request may use (prompt +
@@ -11,19 +12,18 @@ completion); the KV cache holds `n_ctx * n_parallel` tokens in all.
 
 import asyncio
 import ctypes
-import importlib.util
 import os
 import sys
 import warnings
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ....errors import InvalidRequestError
-from ...launch_options import Bool, Int
-from ...memory import MiB
-from ..family import LLMFamily, LLMSpec, ggml_architecture
-from .admission import QUEUE_OPTIONS, queue_settings
-from .batched import BatchedEngine
-from .guidance import GuideTokenizer
+from .....errors import InvalidRequestError
+from ....launch_options import Bool, Int
+from ....memory import MiB
+from ...family import LLMFamily, LLMSpec, ggml_architecture
+from ..admission import QUEUE_OPTIONS, queue_settings
+from ..batched import BatchedEngine
+from ..guidance import GuideTokenizer
 
 DEFAULT_N_CTX = 4096
 DEFAULT_N_BATCH = 512
@@ -52,6 +52,7 @@ def _n_parallel(kwargs: Mapping[str, Any], family: LLMFamily) -> int:
 class LlamaCppEngine(BatchedEngine):
     name = "llama.cpp"
     model_formats = ("ggufv2", "ggmlv3")
+    libraries = ("llama_cpp",)
     supports_grammar = True
     supports_tool_grammar = True
     supports_logprobs = True
@@ -77,10 +78,6 @@ class LlamaCppEngine(BatchedEngine):
         if spec.model_format == "ggmlv3" and ggml_architecture(family) != "llama":
             return False
         return super().match(family, spec, quantization)
-
-    @classmethod
-    def is_installed(cls) -> bool:
-        return importlib.util.find_spec("llama_cpp") is not None
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -122,7 +119,7 @@ class LlamaCppEngine(BatchedEngine):
         from llama_cpp import _logger
 
         if self.spec.model_format == "ggmlv3":
-            from ..ggml_v3 import gguf_for
+            from ...ggml_v3 import gguf_for
 
             def converted(fraction: float) -> None:
                 self.load_progress = 0.5 * fraction
@@ -179,7 +176,7 @@ class LlamaCppEngine(BatchedEngine):
         self._n_ctx_seq = min(n_ctx, int(lib.llama_n_ctx_seq(ctx)))
         self._piece_buf = ctypes.create_string_buffer(256)
 
-        from .llama_scheduler import LlamaScheduler
+        from .scheduler import LlamaScheduler
 
         # The scheduler thread gives up the GIL in every llama.cpp call and must win
         # it back from the event loop thread before its next step; by default a
@@ -262,13 +259,8 @@ class LlamaCppEngine(BatchedEngine):
     def _vocab_width(self) -> int:
         return int(self._lib.llama_vocab_n_tokens(self._vocab))
 
-    def stats(self) -> Dict[str, Any]:
-        return self._scheduler.stats() if self._scheduler is not None else {}
-
     async def close(self) -> None:
-        if self._scheduler is not None:
-            scheduler, self._scheduler = self._scheduler, None
-            await asyncio.to_thread(scheduler.stop)
+        await super().close()  # the scheduler first: it uses the context
         if self._ctx is not None:
             self._lib.llama_free(self._ctx)
             self._ctx = None

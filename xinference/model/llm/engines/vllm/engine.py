@@ -26,20 +26,20 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, ClassVar, Dict, List, Mapping, Optional, Tuple
 
-from ....constants import XINFERENCE_HOME, trust_remote_code_allowed
-from ....errors import InvalidRequestError, XinferenceError
-from ....types import GenerationDelta, SamplingParams
-from ...launch_options import Bool, Choice, Float, Int
-from ...memory import MemoryNeed
-from ..chat_template import tokenizer_template
-from ..family import LLMFamily
-from .admission import QUEUE_OPTIONS, AsyncSlots, queue_settings
-from .base import LLMEngine
-from .guidance import JSON_OPTIONS, tool_lark
-from .logprobs import check_logit_bias
-from .text_stream import paced_interval
-from .transformers_engine import cpu_has_bf16
-from .vllm_stream import PendingOutput
+from .....constants import XINFERENCE_HOME, trust_remote_code_allowed
+from .....errors import InvalidRequestError, XinferenceError
+from .....types import GenerationDelta, SamplingParams
+from ....launch_options import Bool, Choice, Float, Int
+from ....memory import MemoryNeed
+from ...chat_template import tokenizer_template
+from ...family import LLMFamily
+from ..admission import QUEUE_OPTIONS, AsyncSlots, queue_settings
+from ..base import LLMEngine
+from ..cpu import cpu_dtype
+from ..guidance import JSON_OPTIONS, tool_lark
+from ..logprobs import check_logit_bias
+from ..text_stream import paced_interval
+from .stream import PendingOutput
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +63,6 @@ def vllm_python() -> Optional[str]:
         return sys.executable
     found = sorted(glob.glob(str(VENVS / "vllm-*" / "bin" / "python")))
     return found[-1] if found else None
-
-
-def _cpu_dtype() -> str:
-    # bf16 is emulated, and slower than float32, on CPUs without bf16 instructions
-    # (measured here, AVX2 only: 8 streams 14 tokens/s in bf16, 37 in float32)
-    return "bfloat16" if cpu_has_bf16() else "float32"
 
 
 class VllmEngine(LLMEngine):
@@ -167,7 +161,7 @@ class VllmEngine(LLMEngine):
         seqs = int(opts.get("max_num_seqs") or (DEFAULT_MAX_NUM_SEQS_GPU if gpu else DEFAULT_MAX_NUM_SEQS_CPU))
         args: Dict[str, Any] = {
             "model": self.model_path, "tokenizer": self.model_path,
-            "dtype": opts.get("dtype") or ("auto" if gpu else _cpu_dtype()), "max_model_len": max_len,
+            "dtype": opts.get("dtype") or ("auto" if gpu else cpu_dtype()), "max_model_len": max_len,
             "max_num_seqs": seqs,
             # CPU: compiling takes ~75 s more at every start (its cache does not reload on
             # CPU) for ~25 % faster decoding; GPUs keep vLLM's CUDA graphs

@@ -10,8 +10,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ....types import SamplingParams
-from .guidance import Constraint, compute_masks
+from .....types import SamplingParams
+from ..guidance import Constraint, compute_masks
 
 
 class RowSampler:

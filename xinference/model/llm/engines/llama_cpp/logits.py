@@ -12,9 +12,9 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ....types import SamplingParams
-from .guidance import Constraint
-from .logprobs import numpy_logprobs
+from .....types import SamplingParams
+from ..guidance import Constraint
+from ..logprobs import numpy_logprobs
 
 # How many recent tokens the penalties look at.
 PENALTY_LAST_N = 64

@@ -14,9 +14,9 @@ A scheduler thread owns the context. Each step it
 A slot keeps the tokens whose KV it holds after its request ends: the next turn of a
 conversation re-sends the whole history and finds it already evaluated.
 
-Choices of one prompt (n > 1) are admitted together (admission.py). Only the leader
-evaluates the prompt; the followers wait in their slots, and when the prompt's logits
-come, the leader's KV is copied into theirs (llama_memory_seq_cp: across KV streams a
+Choices of one prompt (n > 1) are admitted together (engines/admission.py). Only the
+leader evaluates the prompt; the followers wait in their slots, and when the prompt's
+logits come, the leader's KV is copied into theirs (llama_memory_seq_cp: across KV streams a
 copy of the stream's buffers, done by llama.cpp at the start of the next decode) and
 each samples its first token from the same row with its own sampler. A leader that
 leaves before that hands its followers the prompt to evaluate themselves.
@@ -28,14 +28,14 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from ....errors import XinferenceError
-from ....types import GenerationDelta, SamplingParams
-from .admission import QueueSettings, SchedulerThread, Ticket
-from .guidance import compute_masks
-from .llama_logits import RowProcessor, logits_row
-from .llama_sampling import build_sampler
-from .logprobs import entry
-from .text_stream import TextStream, paced_interval
+from .....errors import XinferenceError
+from .....types import GenerationDelta, SamplingParams
+from ..admission import QueueSettings, SchedulerThread, Ticket
+from ..guidance import compute_masks
+from ..logprobs import entry
+from ..text_stream import TextStream
+from .logits import RowProcessor, logits_row
+from .sampling import build_sampler
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,6 @@ class LlamaScheduler(SchedulerThread):
         self._vocab_size = lib.llama_vocab_n_tokens(self._vocab)
         self._n_swa = int(lib.llama_model_n_swa(model))
         self._n_batch = n_batch
-        self._stream_interval = queue.stream_interval
         self._eog = frozenset(eog_tokens)
         self._eog_banned = sorted(self._eog)
         self._piece = piece
@@ -117,29 +116,19 @@ class LlamaScheduler(SchedulerThread):
         super().stop()
         self._lib.llama_batch_free(self._batch)
 
-    def _pace(self) -> float:
-        return paced_interval(self._stream_interval, self._busy())
-
     def _busy(self) -> int:
         return sum(1 for s in self._slots if s.seq is not None)
 
     # -- scheduler thread ----------------------------------------------------------
-
-    def _step(self) -> None:
-        self._drop_cancelled()
-        self._admit()
-        self._decode()
 
     def _drop_cancelled(self) -> None:
         for slot in self._slots:
             if slot.seq is not None and slot.seq.ticket.cancelled:
                 self._release(slot)
 
-    def _admit(self) -> None:
+    def _admit(self, tickets: List[Ticket]) -> None:
         free = [s for s in self._slots if s.seq is None]
-        if not free or not len(self.queue):
-            return
-        for ticket in self.queue.take(len(free)):
+        for ticket in tickets:
             prompt = ticket.request[0]
             # Longest shared prefix first; among equals the least recently used, so
             # a conversation's cache lives as long as possible.
@@ -192,7 +181,9 @@ class LlamaScheduler(SchedulerThread):
         if not evaluate:
             slot.seq.pending = []
 
-    def _decode(self) -> None:
+    def _advance(self) -> None:
+        """One llama_decode: the next token of every running sequence, and prompt
+        chunks of new ones."""
         lib = self._lib
         batch = self._batch
         n = 0
@@ -343,9 +334,11 @@ class LlamaScheduler(SchedulerThread):
         self._lib.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
         slot.tokens.clear()
 
-    def _fail_running(self, err: XinferenceError) -> None:
+    def _admitted(self) -> List[Ticket]:
+        return [slot.seq.ticket for slot in self._slots if slot.seq is not None]
+
+    def _reset(self) -> None:
         for slot in self._slots:
             self._forget(slot)
             if slot.seq is not None:
-                slot.seq.ticket.emit(err)
                 self._release(slot)

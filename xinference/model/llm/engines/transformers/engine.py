@@ -2,7 +2,7 @@
 
 Loads a model folder (`pytorch` specs) with AutoTokenizer + AutoModelForCausalLM, or
 a GGUF file that transformers can dequantize (`ggufv2` specs). Requests are batched
-by a scheduler thread (transformers_scheduler.py) behind the same bounded queue as
+by a scheduler thread (scheduler.py) behind the same bounded queue as
 the llama.cpp engine. LoRA adapters (saved by peft) are wrapped into the model's
 linear layers (lora.py) and picked per request; rows for different adapters share one
 batch.
@@ -11,21 +11,21 @@ torch and transformers are imported only in `load()`.
 """
 
 import asyncio
-import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
-from ....constants import trust_remote_code_allowed
-from ....errors import InvalidRequestError
-from ....types import SamplingParams
-from ...launch_options import DEVICE, THREADS, Choice, Int
-from ...memory import MemoryNeed, MiB
-from ...remote_code import load_refusal
-from ..chat_template import tokenizer_template
-from ..family import LLMFamily
-from .admission import QUEUE_OPTIONS, queue_settings
-from .batched import BatchedEngine
-from .guidance import GuideTokenizer
+from .....constants import trust_remote_code_allowed
+from .....errors import InvalidRequestError
+from .....types import SamplingParams
+from ....launch_options import DEVICE, THREADS, Choice, Int
+from ....memory import MemoryNeed, MiB
+from ....remote_code import load_error
+from ...chat_template import tokenizer_template
+from ...family import LLMFamily
+from ..admission import QUEUE_OPTIONS, queue_settings
+from ..batched import BatchedEngine
+from ..cpu import cpu_dtype
+from ..guidance import GuideTokenizer
 
 # GGUF quantizations transformers can dequantize on load.
 GGUF_QUANTS = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
@@ -39,6 +39,7 @@ DEFAULT_PREFILL_CHUNK = 512
 class TransformersEngine(BatchedEngine):
     name = "Transformers"
     model_formats = ("pytorch", "ggufv2")
+    libraries = ("torch", "transformers")
     supports_lora: ClassVar[bool] = True
     supports_grammar: ClassVar[bool] = True
     supports_tool_grammar: ClassVar[bool] = True
@@ -56,10 +57,6 @@ class TransformersEngine(BatchedEngine):
     }
 
     @classmethod
-    def is_installed(cls) -> bool:
-        return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
-
-    @classmethod
     def match(cls, family: Any, spec: Any, quantization: str) -> bool:
         if spec.model_format == "pytorch":
             # no bitsandbytes here: a "4-bit" launch would silently load full precision
@@ -75,7 +72,7 @@ class TransformersEngine(BatchedEngine):
                     family: LLMFamily, basis: str) -> MemoryNeed:
         dtype = kwargs.get("dtype") or kwargs.get("torch_dtype")
         if dtype in (None, "auto"):
-            dtype = "bfloat16" if cpu_has_bf16() else "float32"
+            dtype = cpu_dtype()
         if dtype == "float32":  # checkpoints are 16-bit: float32 doubles them
             weights *= 2
         return MemoryNeed(weights=weights, overhead=cls.memory_overhead, basis=basis)
@@ -139,12 +136,8 @@ class TransformersEngine(BatchedEngine):
                 **({"device_map": "auto"} if spread else {}), **extra,
             )
         except (OSError, ValueError, KeyError) as e:
-            refused = load_refusal(self.family.model_name, e)
-            if refused is not None:
-                raise refused from None
-            raise InvalidRequestError(
-                f"transformers could not load {self.model_path}: {e}", param="model_path"
-            ) from None
+            raise load_error(self.family.model_name, f"transformers could not load {self.model_path}",
+                             e) from None
         self.load_progress = 0.9
         if not spread:
             model.to(device)
@@ -166,7 +159,7 @@ class TransformersEngine(BatchedEngine):
             lora = LoRASet(model, self.lora_list)
         self._tok, self._model = tok, model
 
-        from .transformers_scheduler import TransformersScheduler, eos_token_ids
+        from .scheduler import TransformersScheduler, eos_token_ids
 
         self._eos = sorted(eos_token_ids(tok, gen_config))
         self._vocab_size = int(model.get_output_embeddings().weight.shape[0])
@@ -218,12 +211,10 @@ class TransformersEngine(BatchedEngine):
     def stats(self) -> Dict[str, Any]:
         if self._scheduler is None:
             return {}
-        return {**self._scheduler.stats(), "device": self.device, "dtype": self.dtype}
+        return {**super().stats(), "device": self.device, "dtype": self.dtype}
 
     async def close(self) -> None:
-        if self._scheduler is not None:
-            scheduler, self._scheduler = self._scheduler, None
-            await asyncio.to_thread(scheduler.stop)
+        await super().close()
         self._model = None
         self._tok = None
 
@@ -249,19 +240,5 @@ def _pick_dtype(torch: Any, wanted: Optional[str], device: str) -> str:
         return wanted
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    # On a CPU with bf16 instructions bf16 halves the bytes each step reads and runs in
-    # native kernels (measured: 2x float32 at batch 1, 10x at batch 8 on Zen 4);
-    # without them bf16 is emulated and far slower than float32.
-    return "bfloat16" if cpu_has_bf16() else "float32"
+    return cpu_dtype()
 
-
-def cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False

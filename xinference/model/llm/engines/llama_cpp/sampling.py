@@ -3,7 +3,7 @@
 Each sequence in a batch gets its own sampler (own parameters, own seeded RNG), so a
 request samples the same whatever else shares its batch. What changes the logits
 first (bans, penalties, logit_bias, an output grammar) was done to the sequence's row
-already (llama_logits.py); a sampler only chooses from it.
+already (logits.py); a sampler only chooses from it.
 
 Plain greedy decoding is an argmax over the row, done with numpy in place: llama.cpp's
 sampler first copies the whole vocabulary (262k entries for Gemma) into a candidate
@@ -15,8 +15,8 @@ import ctypes
 import random
 from typing import Any
 
-from ....types import SamplingParams
-from .llama_logits import logits_row
+from .....types import SamplingParams
+from .logits import logits_row
 
 
 class ArgmaxSampler:
