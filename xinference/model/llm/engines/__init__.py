@@ -4,17 +4,18 @@ Importing an engine module must stay cheap; heavy libraries load in `load()`.
 """
 
 import importlib
-from typing import Dict, Type
+from types import MappingProxyType
+from typing import Mapping, Type
 
 from ....errors import InvalidRequestError
 from .base import LLMEngine
 
-ENGINES: Dict[str, str] = {
+ENGINES: Mapping[str, str] = MappingProxyType({
     "llama.cpp": "xinference.model.llm.engines.llama_cpp.engine:LlamaCppEngine",
     "Transformers": "xinference.model.llm.engines.transformers.engine:TransformersEngine",
     "chatglm.cpp": "xinference.model.llm.engines.chatglm_cpp.engine:ChatglmCppEngine",
     "vLLM": "xinference.model.llm.engines.vllm.engine:VllmEngine",
-}
+})
 
 
 def get_engine_class(name: str) -> Type[LLMEngine]:

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
+from types import MappingProxyType
 from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Mapping, NamedTuple, Sequence
 
 from ....errors import ServerBusyError, TooManyRequestsError, XinferenceError
@@ -33,11 +34,11 @@ DEFAULT_STREAM_INTERVAL = 0.05
 # Requests that may wait per slot, unless the launch says (max_queue).
 WAITING_PER_SLOT = 8
 # The launch options every LLM engine takes for its queue and its streams.
-QUEUE_OPTIONS = {
+QUEUE_OPTIONS = MappingProxyType({
     "max_queue": Int(1, 1_000_000),
     "queue_timeout_s": Float(0.001, 86_400),
     "stream_interval": Float(0, 10),
-}
+})
 
 
 class QueueSettings(NamedTuple):

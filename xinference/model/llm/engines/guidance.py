@@ -17,7 +17,8 @@ llguidance is imported only when a request asks for a constraint.
 import asyncio
 import json
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -25,8 +26,8 @@ from ....errors import InvalidRequestError
 from ....types import SamplingParams, ToolGrammar
 
 # JSON without free whitespace: a small model may otherwise wander into endless newlines.
-JSON_OPTIONS: Dict[str, Any] = {"whitespace_flexible": False, "item_separator": ", ",
-                                "key_separator": ": "}
+JSON_OPTIONS: Mapping[str, Any] = MappingProxyType({"whitespace_flexible": False, "item_separator": ", ",
+                                "key_separator": ": "})
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
 
