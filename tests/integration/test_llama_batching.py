@@ -110,14 +110,20 @@ async def _wait(cond, timeout=10.0):
         await asyncio.sleep(0.01)
 
 
+async def _hold_the_slot(llm):
+    """A long request holding the only slot, once it streams; and its prompt."""
+    ids = llm.completion_prompt("1, 2, 3, 4, 5,")
+    running = llm.stream(ids, SamplingParams(max_tokens=400, temperature=0))
+    await running.__anext__()
+    assert llm.engine.stats()["slots_busy"] == 1
+    return running, ids
+
+
 @pytest.mark.timeout(120)
 async def test_queue_is_bounded_by_length_and_by_time(q4_path):
     async with loaded(q4_path, n_ctx=512, n_parallel=1, max_queue=1, queue_timeout_s=1) as llm:
         engine = llm.engine
-        ids = llm.completion_prompt("1, 2, 3, 4, 5,")
-        running = llm.stream(ids, SamplingParams(max_tokens=400, temperature=0))
-        await running.__anext__()
-        assert engine.stats()["slots_busy"] == 1
+        running, ids = await _hold_the_slot(llm)
         waiting = asyncio.ensure_future(text_of(llm, ids, max_tokens=2))
         await _wait(lambda: engine.stats()["queue_length"] == 1)
         with pytest.raises(TooManyRequestsError, match="max_queue=1"):
@@ -132,9 +138,7 @@ async def test_queue_is_bounded_by_length_and_by_time(q4_path):
 async def test_clients_that_go_away_leave_queue_and_slot(q4_path):
     async with loaded(q4_path, n_ctx=512, n_parallel=1, max_queue=4, queue_timeout_s=60) as llm:
         engine = llm.engine
-        ids = llm.completion_prompt("1, 2, 3, 4, 5,")
-        running = llm.stream(ids, SamplingParams(max_tokens=400, temperature=0))
-        await running.__anext__()
+        running, ids = await _hold_the_slot(llm)
         waiting = asyncio.ensure_future(text_of(llm, ids, max_tokens=2))
         await _wait(lambda: engine.stats()["queue_length"] == 1)
         waiting.cancel()  # a waiting client disconnects: it leaves the queue
@@ -156,3 +160,30 @@ async def test_multibyte_text_streams_whole_and_a_long_prompt_is_chunked(f32_pat
         assert "\ufffd" not in text and text.strip()
         cold, _ = await fresh_text(f32_path, ids, max_tokens=40, temperature=0)
         assert cold == text
+
+
+@pytest.mark.timeout(120)
+async def test_prompts_that_arrive_together_start_streaming_one_after_another(q4_path):
+    # Four prompts longer than PROMPT_TOKENS_PER_STEP, sent at once: the first step
+    # evaluates half of them, the next ones one each, so the first streams its second
+    # token before the last has its first.
+    from xinference.model.llm.engines.llama_cpp.scheduler import PROMPT_TOKENS_PER_STEP
+
+    async with loaded(q4_path, n_ctx=512, n_parallel=4, stream_interval=0) as llm:
+        ids = [llm.completion_prompt(f"{p}, " * 6) for p in PROMPTS[:4]]
+        assert min(map(len, ids)) > PROMPT_TOKENS_PER_STEP
+        events = []
+
+        async def run(i):
+            async for d in llm.stream(ids[i], SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)):
+                events.append(i)
+
+        await asyncio.gather(*(run(i) for i in range(4)))
+        first_of_last = events.index(3)
+        assert events[:first_of_last].count(0) >= 2, events
+        # two short prompts still share a step: both stream their first token together
+        events.clear()
+        ids = [llm.completion_prompt(p) for p in PROMPTS[:2]]
+        assert sum(map(len, ids)) <= PROMPT_TOKENS_PER_STEP
+        await asyncio.gather(*(run(i) for i in range(2)))
+        assert sorted(events[:2]) == [0, 1], events

@@ -7,7 +7,8 @@ A scheduler thread owns the context. Each step it
      the rest of the prompt is evaluated,
   3. builds one batch: the last sampled token of every running sequence, then prompt
      chunks of newly admitted ones up to `n_batch` tokens (a long prompt is spread
-     over several steps instead of stalling the running streams),
+     over several steps instead of stalling the running streams; prompts that came
+     together are spread over steps of shrinking size, PROMPT_TOKENS_PER_STEP),
   4. runs one `llama_decode` (which releases the GIL, so the event loop keeps going),
   5. samples every sequence that produced logits with its own sampler, and
      streams its text.
@@ -38,6 +39,16 @@ from .logits import RowProcessor, logits_row
 from .sampling import build_sampler
 
 logger = logging.getLogger(__name__)
+
+# Prompts that wait together (a wave of requests) are not all evaluated in one step:
+# a sequence's first token comes only when its whole prompt is in, and a step's cost
+# grows with its prompt tokens, so one long step would make every one of them wait
+# for all. Each step takes about half of the waiting prompt tokens (oldest first, and
+# at least one prompt): the first half starts streaming while the rest is evaluated,
+# in steps that shrink, which is how batches with a fixed cost per step are best
+# sized for the mean wait. Prompts up to PROMPT_TOKENS_PER_STEP together always share
+# a step; a long prompt first in line still gets the whole batch (n_batch).
+PROMPT_TOKENS_PER_STEP = 32
 
 
 class _Seq:
@@ -207,18 +218,22 @@ class LlamaScheduler(SchedulerThread):
                 add(slot, seq.next_token, len(slot.tokens), True)
                 sample_at.append((slot, n - 1))
                 fed.append((slot, [seq.next_token], False))
-        # Prompts: oldest request first, in chunks that fit what is left of the batch.
+        # Prompts: oldest request first, in chunks that fit what is left of the batch,
+        # about half of what waits per step (PROMPT_TOKENS_PER_STEP).
         waiting = sorted(
             (s for s in running if s.seq is not None and s.seq.pending),
             key=lambda s: s.seq.ticket.enqueued,  # type: ignore[union-attr]
         )
+        budget = max(PROMPT_TOKENS_PER_STEP, (sum(len(s.seq.pending) for s in waiting) + 1) // 2)  # type: ignore[union-attr]
+        prompt_tokens = 0
         for slot in waiting:
             seq = slot.seq
             assert seq is not None
             room = self._n_batch - n
-            if room <= 0:
+            if room <= 0 or (prompt_tokens and prompt_tokens + len(seq.pending) > budget):
                 break
             chunk = seq.pending[:room]
+            prompt_tokens += len(chunk)
             last = len(chunk) == len(seq.pending)
             base = len(slot.tokens)
             for i, tok in enumerate(chunk):
