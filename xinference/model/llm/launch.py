@@ -166,7 +166,7 @@ def plan_launch(
     family = family or get_family(model_name)
 
     def runnable(spec: LLMSpec, quant: str) -> bool:
-        names = [model_engine] if model_engine in ENGINES else list(ENGINES)
+        names = [model_engine] if model_engine is not None and model_engine in ENGINES else list(ENGINES)
         return any(get_engine_class(n).match(family, spec, quant) and get_engine_class(n).is_installed()
                    for n in names)
 
