@@ -16,7 +16,8 @@ from ...constants import MAX_EMBEDDING_INPUTS, MAX_TEXT_CHARS, trust_remote_code
 from ...errors import InvalidRequestError
 from ..batching import DynamicBatcher
 from ..launch_options import DEVICE, THREADS, Bool, Choice, Float, Int, check_options
-from ..remote_code import check_allowed, load_refusal
+from ..model_type import ServedModel
+from ..remote_code import check_allowed, load_failure
 from .family import EmbeddingFamily
 
 DEFAULT_MAX_BATCH = 32
@@ -44,7 +45,7 @@ LAUNCH_OPTIONS = {
 }
 
 
-class EmbeddingModel:
+class EmbeddingModel(ServedModel):
     launch_kwargs: ClassVar[Tuple[str, ...]] = tuple(LAUNCH_OPTIONS)
 
     def __init__(self, model_path: str, family: EmbeddingFamily, n_gpu: int = 0, **kwargs: Any):
@@ -96,12 +97,8 @@ class EmbeddingModel:
                                         trust_remote_code=trust_remote_code_allowed(),
                                         model_kwargs=model_kwargs, local_files_only=True)
         except (OSError, ValueError, KeyError, AttributeError) as e:
-            refused = load_refusal(self.family.model_name, e)
-            if refused is not None:
-                raise refused from None
-            raise InvalidRequestError(
-                f"sentence-transformers could not load {self.model_path}: {e}", param="model_path"
-            ) from None
+            raise load_failure(self.family.model_name, e,
+                               f"sentence-transformers could not load {self.model_path}") from None
         model.eval()
         self._torch, self._model, self._tok = torch, model, model.tokenizer
         self._engine_info = {"device": str(model.device),

@@ -30,7 +30,8 @@ from ...constants import MAX_RERANK_DOCUMENTS, MAX_TEXT_CHARS, trust_remote_code
 from ...errors import InvalidRequestError
 from ..batching import DynamicBatcher
 from ..launch_options import DEVICE, Float, Int, check_options
-from ..remote_code import check_allowed, load_refusal
+from ..model_type import ServedModel
+from ..remote_code import check_allowed, load_failure
 from .family import RerankFamily
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ LAUNCH_OPTIONS = {
 }
 
 
-class RerankModel:
+class RerankModel(ServedModel):
     launch_kwargs: ClassVar[Tuple[str, ...]] = tuple(LAUNCH_OPTIONS)
 
     def __init__(self, model_path: str, family: RerankFamily, **kwargs: Any):
@@ -105,13 +106,8 @@ class RerankModel:
                 local_files_only=True,
             )
         except (OSError, ValueError, KeyError, AttributeError, TypeError, ImportError) as e:
-            refused = load_refusal(self.family.model_name, e)
-            if refused is not None:
-                raise refused from None
-            raise InvalidRequestError(
-                f"sentence-transformers could not load {self.model_path} as a cross-encoder: {e}",
-                param="model_path",
-            ) from None
+            raise load_failure(self.family.model_name, e, f"sentence-transformers could not load "
+                               f"{self.model_path} as a cross-encoder") from None
         if model.num_labels != 1:
             raise InvalidRequestError(
                 f"{self.model_path} is a classifier with {model.num_labels} labels; a reranker "
