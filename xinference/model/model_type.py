@@ -80,9 +80,7 @@ class Plan(BaseModel):
 
     @property
     def needs_remote_code(self) -> bool:
-        """Whether the model runs code from its folder (trust_remote_code). No LLM family
-        declares it; an LLM folder that needs it is refused when the engine loads it
-        (remote_code.load_refusal)."""
+        """Whether the model runs code from its folder (trust_remote_code)."""
         return False
 
     def adapters(self) -> List[LoRASpec]:

@@ -37,9 +37,3 @@ def load_refusal(model: str, error: BaseException) -> Optional[InvalidRequestErr
     if "trust_remote_code" in str(error) and not trust_remote_code_allowed():
         return refusal(model)
     return None
-
-
-def load_failure(model: str, error: BaseException, message: str) -> InvalidRequestError:
-    """A loader's error as a 400: the refusal when it asks for trust_remote_code, else
-    "{message}: {error}" on model_path."""
-    return load_refusal(model, error) or InvalidRequestError(f"{message}: {error}", param="model_path")

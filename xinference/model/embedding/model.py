@@ -17,7 +17,7 @@ from ...errors import InvalidRequestError
 from ..batching import DynamicBatcher
 from ..launch_options import DEVICE, THREADS, Bool, Choice, Float, Int, check_options
 from ..model_type import ServedModel
-from ..remote_code import check_allowed, load_failure
+from ..remote_code import check_allowed, load_refusal
 from .family import EmbeddingFamily
 
 DEFAULT_MAX_BATCH = 32
@@ -97,8 +97,12 @@ class EmbeddingModel(ServedModel):
                                         trust_remote_code=trust_remote_code_allowed(),
                                         model_kwargs=model_kwargs, local_files_only=True)
         except (OSError, ValueError, KeyError, AttributeError) as e:
-            raise load_failure(self.family.model_name, e,
-                               f"sentence-transformers could not load {self.model_path}") from None
+            refused = load_refusal(self.family.model_name, e)
+            if refused is not None:
+                raise refused from None
+            raise InvalidRequestError(
+                f"sentence-transformers could not load {self.model_path}: {e}", param="model_path"
+            ) from None
         model.eval()
         self._torch, self._model, self._tok = torch, model, model.tokenizer
         self._engine_info = {"device": str(model.device),

@@ -38,6 +38,12 @@ class LLMPlan(Plan):
         return plan_launch(model_name, **request)
 
     @property
+    def needs_remote_code(self) -> bool:
+        """No LLM family declares that it runs code from its folder; a folder that does
+        is refused when the engine loads it (remote_code.load_refusal)."""
+        return False
+
+    @property
     def model_version(self) -> str:
         spec = self.spec
         return f"{self.family.model_name}--{spec.size_str()}B-{spec.model_format}-{self.quantization}"

@@ -31,7 +31,7 @@ from ...errors import InvalidRequestError
 from ..batching import DynamicBatcher
 from ..launch_options import DEVICE, Float, Int, check_options
 from ..model_type import ServedModel
-from ..remote_code import check_allowed, load_failure
+from ..remote_code import check_allowed, load_refusal
 from .family import RerankFamily
 
 logger = logging.getLogger(__name__)
@@ -106,8 +106,13 @@ class RerankModel(ServedModel):
                 local_files_only=True,
             )
         except (OSError, ValueError, KeyError, AttributeError, TypeError, ImportError) as e:
-            raise load_failure(self.family.model_name, e, f"sentence-transformers could not load "
-                               f"{self.model_path} as a cross-encoder") from None
+            refused = load_refusal(self.family.model_name, e)
+            if refused is not None:
+                raise refused from None
+            raise InvalidRequestError(
+                f"sentence-transformers could not load {self.model_path} as a cross-encoder: {e}",
+                param="model_path",
+            ) from None
         if model.num_labels != 1:
             raise InvalidRequestError(
                 f"{self.model_path} is a classifier with {model.num_labels} labels; a reranker "
