@@ -175,7 +175,7 @@ async def test_prompts_that_arrive_together_start_streaming_one_after_another(q4
         events = []
 
         async def run(i):
-            async for d in llm.stream(ids[i], SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)):
+            async for _ in llm.stream(ids[i], SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)):
                 events.append(i)
 
         await asyncio.gather(*(run(i) for i in range(4)))

@@ -18,8 +18,8 @@ LOAD_PATH_ONLY = (
     "xinference.model.llm.engines.transformers.lora",
 )
 OTHER_MODULES = (
-    "xinference.model.embedding.core",
-    "xinference.model.rerank.core",
+    "xinference.model.embedding.model",
+    "xinference.model.rerank.model",
     "xinference.core.model_actor",
     "xinference.core.worker",
     "xinference.api.app",

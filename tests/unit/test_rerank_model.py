@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from xinference.errors import InvalidRequestError
-from xinference.model.rerank.core import RerankModel
 from xinference.model.rerank.family import builtin_rerank_families, get_rerank_family
+from xinference.model.rerank.model import RerankModel
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -15,11 +15,9 @@ import xoscar as xo
 from ..answers import Answers
 from ..errors import InvalidRequestError, ModelNotReadyError
 from ..model.hub.progress import DownloadProgress
-from ..model.llm.engines import get_engine_class
-from ..model.llm.engines.base import LLMEngine
-from ..model.llm.llm import LLM
 from ..model.memory import disk_bytes
-from ..model.plans import load_plan
+from ..model.model_type import ServedModel
+from ..model.plans import get_model_type, load_plan, serving_type
 from ..types import GenerationDelta, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -62,13 +60,13 @@ class ModelActor(xo.StatelessActor):
         hold_boot_time()
         self._replica_uid = replica_uid
         self._plan = load_plan(plan)
-        self._llm: Optional[LLM] = None
-        # an embedding or rerank model (what the plan's `create` makes)
-        self._model: Any = None
+        self._type = get_model_type(self._plan.model_type)
+        # what the plan's `create` made, once loaded
+        self._model: Optional[ServedModel] = None
         # weights: downloading takes the first 80% of the bar, loading the rest
         self._download = DownloadProgress()
         self._stage = "starting"
-        self._loading: Optional[LLMEngine] = None
+        self._loading: Optional[ServedModel] = None  # the model while it loads
         self._inflight = 0
         self._served = 0
         self._created = time.time()
@@ -96,29 +94,16 @@ class ModelActor(xo.StatelessActor):
             self._path = await asyncio.to_thread(plan.resolve_weights, self._download)
         path = str(self._path)
         self._stage = "loading"
-        if plan.model_type == "LLM":
-            await self._load_llm(path)
-        else:
-            model = plan.create(path)
+        model = plan.create(path)
+        self._loading = model
+        try:
             await model.load()
-            self._model = model
+        finally:
+            self._loading = None
+        self._model = model
         self._stage = "ready"
         logger.info("replica %s loaded %s with %s", self._replica_uid, path, plan.engine)
         return await self.describe()
-
-    async def _load_llm(self, path: str) -> None:
-        plan = self._plan
-        engine_cls = get_engine_class(plan.engine)
-        engine = engine_cls(
-            path, plan.family, plan.spec, plan.quantization, int(plan.n_gpu or 0),
-            lora_list=plan.lora_list, **plan.engine_kwargs
-        )
-        self._loading = engine
-        try:
-            await engine.load()
-        finally:
-            self._loading = None
-        self._llm = LLM(engine)
 
     async def progress(self) -> Dict[str, Any]:
         """Where the launch is: stage, a 0-1 value for a bar, and the download's bytes."""
@@ -128,8 +113,8 @@ class ModelActor(xo.StatelessActor):
             if download.stage == "waiting":
                 stage = "waiting_for_download"
         elif stage == "loading":
-            engine = self._loading
-            loaded = max(0.0, min(1.0, engine.load_progress)) if engine is not None else 0.0
+            loading = self._loading
+            loaded = max(0.0, min(1.0, loading.load_progress)) if loading is not None else 0.0
             value = DOWNLOAD_SHARE + (1 - DOWNLOAD_SHARE) * loaded
         else:
             value = 1.0 if stage == "ready" else 0.0
@@ -139,42 +124,36 @@ class ModelActor(xo.StatelessActor):
         return report
 
     async def describe(self) -> Dict[str, Any]:
-        if self._model is not None:
-            stats = self._model.stats()
-        else:
-            stats = self._llm.engine.stats() if self._llm else {}
+        model = self._model
         return {
             "replica_uid": self._replica_uid,
-            "context_length": self._llm.engine.context_length if self._llm else None,
+            "context_length": model.context_length if model else None,
             "inflight": self._inflight,
             "served": self._served,
-            "ready": self._llm is not None or self._model is not None,
+            "ready": model is not None,
             "weights_bytes": self._weights_bytes,
             "pid": os.getpid(),  # the worker measures what it holds
-            **stats,
+            **(model.stats() if model else {}),
         }
 
     async def close(self) -> None:
-        if self._llm is not None:
-            llm, self._llm = self._llm, None
-            await llm.engine.close()
         if self._model is not None:
             model, self._model = self._model, None
             await model.close()
 
-    def _require(self, model_type: str, endpoint: str) -> None:
-        """A request for another model type: a 400 that says which endpoint fits."""
-        have = self._plan.model_type
-        if have != model_type:
-            fits = {"LLM": "/v1/chat/completions or /v1/completions", "embedding": "/v1/embeddings",
-                    "rerank": "/v1/rerank"}[have]
+    def _serving(self, endpoint: str) -> Any:
+        """The loaded model, for a request to `endpoint`: a 400 that says which endpoints
+        fit when its type serves another, a 503 while it loads."""
+        kind = self._type
+        if endpoint not in kind.endpoints:
             raise InvalidRequestError(
-                f"Model {self._plan.model_name} is a {have} model: {endpoint} needs a {model_type} "
-                f"model; use {fits}.",
+                f"Model {self._plan.model_name} is a {kind.name} model: {endpoint} needs a "
+                f"{serving_type(endpoint).name} model; use {' or '.join(kind.endpoints)}.",
                 param="model",
             )
-        if self._llm is None and self._model is None:
+        if self._model is None:
             raise ModelNotReadyError(f"Replica {self._replica_uid} is still loading.")
+        return self._model
 
     async def _count(self, call: Any) -> Any:
         self._inflight += 1
@@ -186,41 +165,38 @@ class ModelActor(xo.StatelessActor):
 
     async def embed(self, inputs: List[Any], truncate: bool = False,
                     dimensions: Optional[int] = None) -> Dict[str, Any]:
-        self._require("embedding", "/v1/embeddings")
-        return await self._count(self._model.embed(inputs, truncate, dimensions))
+        model = self._serving("/v1/embeddings")
+        return await self._count(model.embed(inputs, truncate, dimensions))
 
     async def embed_many(self, jobs: List[Tuple[List[Any], bool, Optional[int]]]) -> List[Any]:
         """Several embedding requests in one call (the REST server merges concurrent
         ones): per request its answer, or the error that request alone gets."""
-        self._require("embedding", "/v1/embeddings")
+        model = self._serving("/v1/embeddings")
         return list(await asyncio.gather(
-            *(self._count(self._model.embed(*job)) for job in jobs), return_exceptions=True))
+            *(self._count(model.embed(*job)) for job in jobs), return_exceptions=True))
 
     async def rerank(self, query: str, documents: List[str], top_n: Optional[int] = None,
                      return_documents: bool = False, return_len: bool = False) -> Dict[str, Any]:
-        self._require("rerank", "/v1/rerank")
-        return await self._count(self._model.rerank(query, documents, top_n, return_documents, return_len))
+        model = self._serving("/v1/rerank")
+        return await self._count(model.rerank(query, documents, top_n, return_documents, return_len))
 
-    def _prompts(self, kind: str, payload: Any, template_kwargs: Optional[Dict],
+    def _prompts(self, llm: Any, kind: str, payload: Any, template_kwargs: Optional[Dict],
                  params: SamplingParams) -> List[List[int]]:
         """The token ids of the request's prompt; a completion may give a list of them."""
-        endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
-        self._require("LLM", endpoint)
-        assert self._llm is not None
         if kind == "chat":
-            return [self._llm.chat_prompt(payload, template_kwargs, params.tool_use)]
+            return [llm.chat_prompt(payload, template_kwargs, params.tool_use)]
         if kind == "completion":
             texts = payload if isinstance(payload, list) else [payload]
-            return [self._llm.completion_prompt(text) for text in texts]
+            return [llm.completion_prompt(text) for text in texts]
         raise InvalidRequestError(f"unknown request kind {kind!r}")
 
     async def _deltas(
         self, kind: str, payload: Any, params: Dict[str, Any], template_kwargs: Optional[Dict[str, Any]]
     ) -> AsyncIterator[GenerationDelta]:
         sampling = SamplingParams.model_validate(params)
-        prompts = self._prompts(kind, payload, template_kwargs, sampling)
-        assert self._llm is not None
-        gen: AsyncGenerator = self._llm.stream_many(prompts, sampling)  # type: ignore[assignment]
+        llm = self._serving("/v1/chat/completions" if kind == "chat" else "/v1/completions")
+        prompts = self._prompts(llm, kind, payload, template_kwargs, sampling)
+        gen: AsyncGenerator = llm.stream_many(prompts, sampling)
         self._inflight += 1
         try:
             first = True

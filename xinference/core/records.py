@@ -4,6 +4,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from ..model.model_type import Plan
 from .healing import ModelEvents, RestartBudget
 
 
@@ -48,7 +49,7 @@ class ReplicaRecord:
 @dataclass
 class ModelRecord:
     model_uid: str
-    plan: Any  # a plan of model/plans.py (LLM, embedding or rerank)
+    plan: Plan  # of the model's type (model/plans.py)
     replicas: List[ReplicaRecord]
     request_limits: Optional[int] = None
     created: float = field(default_factory=time.time)
@@ -68,7 +69,7 @@ class ModelRecord:
 
     @property
     def lora_names(self) -> List[str]:
-        return [spec.lora_name for spec in getattr(self.plan, "lora_list", [])]
+        return [spec.lora_name for spec in self.plan.adapters()]
 
     @property
     def ready(self) -> bool:
@@ -104,10 +105,10 @@ class ModelRecord:
             "created": int(self.created),
             "weights_bytes": next((r.weights_bytes for r in self.replicas if r.weights_bytes), None),
         }
-        if plan.model_type == "LLM":
-            ctx = next((r.context_length for r in self.replicas if r.context_length), None)
-            desc["context_length"] = ctx or desc["context_length"]
-            desc["lora_adapters"] = [spec.model_dump() for spec in plan.lora_list]
+        # what the loaded model holds, over the catalogue's (a model with a context reports one)
+        ctx = next((r.context_length for r in self.replicas if r.context_length), None)
+        if ctx:
+            desc["context_length"] = ctx
         return desc
 
     def describe_adapter(self, lora_name: str) -> Dict[str, Any]:

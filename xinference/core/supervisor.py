@@ -19,7 +19,6 @@ from ..errors import (
     XinferenceError,
 )
 from ..model.launch_env import check_launch_env
-from ..model.llm.launch import engine_params
 from ..model.plans import load_plan, model_type_name, plan_model
 from ..model.registry import ModelRegistry
 from ..types import LoRASpec
@@ -208,7 +207,7 @@ class SupervisorActor(ReplicaPlacement, ReplicaHealing, ReplicaScaling, ModelRes
                 f"{owner.model_uid}; model uids and adapter names share one namespace.",
                 param="model_uid",
             )
-        kind = model_type_name(req.pop("model_type", "LLM"))
+        kind = model_type_name(req.pop("model_type", None))
         family = self._registry.get(kind, req.get("model_name", ""))
         pinned = self._registry.worker_ip(kind, family.model_name)  # type: ignore[attr-defined]
         if pinned and worker_ip and worker_ip != pinned:
@@ -217,7 +216,7 @@ class SupervisorActor(ReplicaPlacement, ReplicaHealing, ReplicaScaling, ModelRes
                 f"{worker_ip}.", param="worker_ip")
         worker_ip = worker_ip or pinned
         plan = plan_model(kind, family=family, **req)
-        self._check_lora_names(model_uid, getattr(plan, "lora_list", []))
+        self._check_lora_names(model_uid, plan.adapters())
         plan.n_gpu = n_gpu
         placed = await self._place(plan, replica, worker_ip)
         if model_uid in self._models or model_uid in self._launches:  # taken while we asked
@@ -502,16 +501,11 @@ class SupervisorActor(ReplicaPlacement, ReplicaHealing, ReplicaScaling, ModelRes
         return self._registry.rows(model_type, detailed)
 
     async def get_model_registration(self, model_type: str, model_name: str) -> Dict[str, Any]:
-        if model_type_name(model_type) != "LLM" and model_name not in self._registry.families(model_type):
-            raise ModelNotFoundError(
-                f"No {model_type} model named {model_name!r}.", param="model_name", code="model_not_found"
-            )
-        family = self._registry.get(model_type, model_name)
-        return {**family.model_dump(), "is_builtin": not self._registry.is_custom(model_type, model_name)}
+        return self._registry.registration(model_type, model_name)
 
     async def query_engines(self, model_name: str) -> Dict[str, List[Dict[str, Any]]]:
         engines: Dict[str, List[Dict[str, Any]]] = {}
-        for row in engine_params(self._registry.get("LLM", model_name)):  # type: ignore[arg-type]
+        for row in self._registry.engines(model_name):
             engines.setdefault(row.pop("engine"), []).append(row)
         return engines
 

@@ -17,8 +17,8 @@ from ..constants import (
 from ..errors import InvalidRequestError, LaunchFailedError, ModelNotFoundError, XinferenceError
 from ..model.hub import cache
 from ..model.launch_env import check_launch_env
-from ..model.llm.engines import get_engine_class
 from ..model.memory import MemoryNeed
+from ..model.model_type import Plan
 from ..model.plans import load_plan
 from ..model.remote_code import check_allowed
 from .discovery import supervisor_address_from
@@ -29,20 +29,6 @@ from .resources import gpu_status, machine_status, unheld_bytes
 logger = logging.getLogger(__name__)
 
 WORKER_UID = "worker"
-
-
-def _interpreter(launch: Any) -> Optional[str]:
-    """The Python a replica's process runs: an engine in a virtualenv of its own names
-    it; None is the worker's own. An engine this worker lacks fails the launch here,
-    before any process starts."""
-    if launch.model_type != "LLM":
-        return None
-    engine = get_engine_class(launch.engine)
-    if not engine.is_installed():
-        raise InvalidRequestError(
-            f"Engine {launch.engine} is not installed on this worker: `{engine.install_hint}`.",
-            param="model_engine")
-    return engine.interpreter()
 
 
 class ProcessDownRelay:
@@ -207,9 +193,11 @@ class WorkerActor(xo.StatelessActor):
                 self._versions.pop(replica_uid, None)
                 self._reserve.pop(replica_uid, None)
 
-    async def _launch(self, replica_uid: str, launch: Any, env: Optional[Dict[str, str]],
+    async def _launch(self, replica_uid: str, launch: Plan, env: Optional[Dict[str, str]],
                       model: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-        python = _interpreter(launch)
+        # the Python the replica's process runs (None: this one's); a plan this worker
+        # cannot run fails here, before any process starts
+        python = launch.interpreter()
         if launch.model_path:
             # A wrong path fails at once, before any process starts. Everything else
             # (cache, download) happens in the replica's process: cancelling the launch

@@ -1,62 +1,70 @@
-"""Launch plans of every model type, and the one entry point that makes them.
+"""The model-type registry: one `ModelType` per kind of model the cluster runs.
 
-A plan is what the supervisor checked and the worker and replica act on: it travels
-between processes as a dict and comes back with `load_plan`, which picks the type by
-`model_type`.
+Core asks it for everything type-specific: the supervisor plans a launch with
+`plan_model`, the registry of families parses and lists them with `family_class` and
+`families`, a plan that travels between processes as a dict comes back with
+`load_plan`, and a replica learns which endpoints its model serves. A new type is a
+folder `model/<type>/` (its catalogue, its `Plan`, the model the plan creates) and a
+line in `MODEL_TYPES`.
 """
 
-from typing import Annotated, Any, Dict, Type, Union
+from typing import Any, Dict, Optional, Type
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel
 
 from ..errors import InvalidRequestError
-from .embedding.family import EmbeddingFamily, builtin_embedding_families
-from .embedding.launch import EmbeddingPlan, plan_embedding
-from .llm.family import LLMFamily, builtin_families
-from .llm.launch import LaunchPlan, plan_launch
-from .rerank.family import RerankFamily, builtin_rerank_families
-from .rerank.launch import RerankPlan, plan_rerank
+from .embedding import family as embedding
+from .embedding.launch import EmbeddingPlan
+from .llm import family as llm
+from .llm.launch import LLMPlan, engine_params
+from .model_type import ModelType, Plan
+from .rerank import family as rerank
+from .rerank.launch import RerankPlan
 
-AnyPlan = Annotated[Union[LaunchPlan, EmbeddingPlan, RerankPlan], Field(discriminator="model_type")]
-_PLANS: TypeAdapter = TypeAdapter(AnyPlan)
-MODEL_TYPES = {"llm": "LLM", "embedding": "embedding", "rerank": "rerank"}
+MODEL_TYPES: Dict[str, ModelType] = {t.name: t for t in (
+    ModelType("LLM", LLMPlan, llm.CATALOGUE, ("/v1/chat/completions", "/v1/completions"), engine_params),
+    ModelType("embedding", EmbeddingPlan, embedding.CATALOGUE, ("/v1/embeddings",)),
+    ModelType("rerank", RerankPlan, rerank.CATALOGUE, ("/v1/rerank",)),
+)}
+# what a request that names no model_type launches
+DEFAULT_MODEL_TYPE = "LLM"
+_BY_SPELLING = {name.lower(): kind for name, kind in MODEL_TYPES.items()}
 
 
-def model_type_name(model_type: str) -> str:
-    """The canonical spelling ("LLM", "embedding", "rerank"); 400 for anything else."""
-    name = MODEL_TYPES.get((model_type or "LLM").lower())
-    if name is None:
+def get_model_type(model_type: Optional[str]) -> ModelType:
+    """The entry of a model type, spelt in any case; a 400 for an unknown one."""
+    kind = _BY_SPELLING.get((model_type or DEFAULT_MODEL_TYPE).lower())
+    if kind is None:
         raise InvalidRequestError(
-            f"model_type {model_type!r} is not supported; supported: {', '.join(MODEL_TYPES.values())}.",
+            f"model_type {model_type!r} is not supported; supported: {', '.join(MODEL_TYPES)}.",
             param="model_type",
         )
-    return name
+    return kind
 
 
-def plan_model(model_type: str, **request: Any) -> Any:
-    kind = model_type_name(model_type)
-    if kind == "LLM":
-        return plan_launch(**request)
-    if kind == "embedding":
-        return plan_embedding(**request)
-    return plan_rerank(**request)
+def model_type_name(model_type: Optional[str]) -> str:
+    """The canonical spelling ("LLM", "embedding", "rerank"); 400 for anything else."""
+    return get_model_type(model_type).name
 
 
-def family_class(model_type: str) -> Type[BaseModel]:
-    kind = model_type_name(model_type)
-    classes: Dict[str, Type[BaseModel]] = {"LLM": LLMFamily, "embedding": EmbeddingFamily,
-                                           "rerank": RerankFamily}
-    return classes[kind]
+def serving_type(endpoint: str) -> ModelType:
+    """The model type whose replicas serve `endpoint`."""
+    return next(kind for kind in MODEL_TYPES.values() if endpoint in kind.endpoints)
 
 
-def load_plan(data: Dict[str, Any]) -> Any:
-    return _PLANS.validate_python(data)
+def plan_model(model_type: Optional[str], **request: Any) -> Plan:
+    return get_model_type(model_type).plan.from_request(**request)
 
 
-def families(model_type: str) -> Dict[str, BaseModel]:
-    kind = model_type_name(model_type)
-    if kind == "LLM":
-        return dict(builtin_families())
-    if kind == "embedding":
-        return dict(builtin_embedding_families())
-    return dict(builtin_rerank_families())
+def family_class(model_type: Optional[str]) -> Type[BaseModel]:
+    return get_model_type(model_type).catalogue.cls
+
+
+def families(model_type: Optional[str]) -> Dict[str, BaseModel]:
+    """The builtin families of a type, by name."""
+    return dict(get_model_type(model_type).catalogue.families())
+
+
+def load_plan(data: Dict[str, Any]) -> Plan:
+    """A plan from its dict (`Plan.model_dump()`), as the type it names."""
+    return get_model_type(data.get("model_type")).plan.model_validate(data)

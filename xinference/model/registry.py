@@ -17,14 +17,11 @@ from pydantic import BaseModel, ValidationError
 from .. import constants
 from ..errors import ConflictError, InvalidRequestError, ModelNotFoundError
 from .catalogue import find_family
-from .plans import families, family_class, model_type_name
+from .plans import MODEL_TYPES, families, family_class, get_model_type, model_type_name
 
 logger = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_LISTING = {"LLM": "`xinference registrations -t LLM`",
-            "embedding": "`xinference registrations -t embedding`",
-            "rerank": "`xinference registrations -t rerank`"}
 
 
 class Registration(BaseModel):
@@ -41,11 +38,11 @@ class ModelRegistry:
         self._root = root or registry_dir()
         # model type -> name -> (family, worker_ip)
         self._custom: Dict[str, Dict[str, Tuple[BaseModel, Optional[str]]]] = {
-            kind: {} for kind in _LISTING}
+            kind: {} for kind in MODEL_TYPES}
 
     def load_persisted(self) -> int:
         loaded = 0
-        for kind in _LISTING:
+        for kind in MODEL_TYPES:
             folder = self._root / kind
             for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
                 try:
@@ -62,9 +59,23 @@ class ModelRegistry:
         return {**families(kind), **{n: f for n, (f, _) in self._custom[kind].items()}}
 
     def get(self, model_type: str, model_name: str) -> BaseModel:
-        kind = model_type_name(model_type)
-        return find_family(self.families(kind), model_name, f"Unknown {kind} model name",
-                           f"List them with {_LISTING[kind]}.")
+        """A family to launch: a 400 that suggests close names when there is none."""
+        kind = get_model_type(model_type)
+        return kind.catalogue.find(self.families(kind.name), model_name)
+
+    def registration(self, model_type: str, model_name: str) -> Dict[str, Any]:
+        """GET /v1/model_registrations/{type}/{name}: the family and whether it is builtin;
+        a 404 that suggests close names when there is none."""
+        kind = get_model_type(model_type)
+        family = find_family(self.families(kind.name), model_name, f"No {kind.name} model named",
+                             f"List them with {kind.catalogue.listing}.", ModelNotFoundError)
+        return {**family.model_dump(), "is_builtin": not self.is_custom(kind.name, model_name)}
+
+    def engines(self, model_name: str, model_type: Optional[str] = None) -> List[Dict[str, Any]]:
+        """GET /v1/engines: per engine, what it can run of the family (none for a type
+        without engines)."""
+        kind = get_model_type(model_type)
+        return kind.engines(self.get(kind.name, model_name)) if kind.engines else []
 
     def worker_ip(self, model_type: str, model_name: str) -> Optional[str]:
         found = self._custom[model_type_name(model_type)].get(model_name)
@@ -97,7 +108,7 @@ class ModelRegistry:
         if name in self._custom[kind]:
             raise ConflictError(f"A {kind} model named {name!r} is registered already; "
                                 "unregister it first.", param="model.model_name")
-        _check_sources(kind, family)
+        family.check_sources()  # type: ignore[attr-defined]
         if persist:
             path = self._root / kind / f"{name}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,16 +146,3 @@ def parse_family(kind: str, model: Any) -> BaseModel:
         field = ".".join(str(p) for p in first["loc"]) or "model"
         raise InvalidRequestError(f"Invalid {kind} model: {field}: {first['msg']}.",
                                   param=f"model.{field}") from None
-
-
-def _check_sources(kind: str, family: Any) -> None:
-    """Every spec must say where its weights are: a local model_uri or a hub model_id."""
-    specs = family.model_specs if kind == "LLM" else [family]
-    if kind == "LLM" and not specs:
-        raise InvalidRequestError("model_specs must list at least one spec.", param="model.model_specs")
-    for i, spec in enumerate(specs):
-        if not spec.model_uri and not spec.model_src:
-            where = f"model_specs[{i}]" if kind == "LLM" else "the model"
-            raise InvalidRequestError(
-                f"{where} needs model_uri (local weights on the worker, e.g. file:///models/x) "
-                "or model_id (a repo on model_hub).", param="model.model_specs" if kind == "LLM" else "model.model_uri")

@@ -1,23 +1,14 @@
 """Embedding model families as data: `embedding_family.json` and its schema."""
 
-from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-from ..catalogue import find_family, load_families
-from ..hub.folder_family import FolderSource
-
-FAMILY_FILE = Path(__file__).with_name("embedding_family.json")
+from ..catalogue import Catalogue
+from ..folder_launch import FolderFamily
 
 
-class EmbeddingFamily(FolderSource):
-    model_name: str
+class EmbeddingFamily(FolderFamily):
     dimensions: int
-    # tokens one input may have (special tokens included)
-    max_tokens: int
-    language: List[str]
-    model_description: str = ""
-    trust_remote_code: bool = False
     # sizes the model was trained to be cut to (Matryoshka): `dimensions` may pick one
     matryoshka_dimensions: List[int] = []
     # what the model card says to put before queries / documents (informational)
@@ -25,11 +16,6 @@ class EmbeddingFamily(FolderSource):
     document_instruction: Optional[str] = None
 
 
-@lru_cache(maxsize=1)
-def builtin_embedding_families() -> Dict[str, EmbeddingFamily]:
-    return load_families(FAMILY_FILE, EmbeddingFamily)
-
-
-def get_embedding_family(model_name: str) -> EmbeddingFamily:
-    return find_family(builtin_embedding_families(), model_name, "Unknown embedding model",
-                       "List them with `xinference registrations -t embedding`.")
+CATALOGUE = Catalogue("embedding", Path(__file__).with_name("embedding_family.json"), EmbeddingFamily)
+builtin_embedding_families = CATALOGUE.families
+get_embedding_family = CATALOGUE.get

@@ -4,8 +4,9 @@ from typing import Any, Dict, Optional
 
 from pydantic import BaseModel, model_validator
 
+from ...errors import InvalidRequestError
 from .request import HubFiles, WeightsRequest
-from .source import HubSource, flat_to_model_src
+from .source import NEEDS_SOURCE, HubSource, flat_to_model_src
 
 _SPEC_KEYS = ("model_id", "model_hub", "model_uri", "model_revision", "model_src")
 
@@ -47,3 +48,8 @@ class FolderSource(BaseModel):
             model_version=model_name, model_name=model_name, model_type=model_type, kind="folder",
             model_path=model_path, model_uri=self.model_uri, sources=sources,
             embedded_package=self.embedded_package, download_hub=download_hub)
+
+    def check_sources(self) -> None:
+        """A registration must say where its weights are: a local model_uri or a hub model_id."""
+        if not self.model_uri and not self.model_src:
+            raise InvalidRequestError(f"the model {NEEDS_SOURCE}", param="model.model_uri")

@@ -15,6 +15,9 @@ from ...errors import InvalidRequestError
 HUBS = ("huggingface", "modelscope")
 DEFAULT_HUB = "huggingface"
 MODEL_SRC_ENV = "XINFERENCE_MODEL_SRC"
+# what a registration without weights is told (after "the model" or "model_specs[i]")
+NEEDS_SOURCE = ("needs model_uri (local weights on the worker, e.g. file:///models/x) "
+                "or model_id (a repo on model_hub).")
 
 
 class HubSource(BaseModel):

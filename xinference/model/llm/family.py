@@ -1,14 +1,13 @@
 """LLM families as data: the JSON catalogue, its schema, and spec matching."""
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from pydantic import BaseModel, Field, model_validator
 
 from ...errors import InvalidRequestError
-from ..catalogue import find_family, load_families
-from ..hub.source import HubSource, flat_to_model_src
+from ..catalogue import Catalogue
+from ..hub.source import NEEDS_SOURCE, HubSource, flat_to_model_src
 
 FAMILY_FILE = Path(__file__).with_name("llm_family.json")
 
@@ -100,6 +99,15 @@ class LLMFamily(BaseModel):
             self.tool_call_format = tool_format_of_template(self.chat_template or "")
         return self
 
+    def check_sources(self) -> None:
+        """A registration's every spec must say where its weights are: a local model_uri
+        or a hub model_id."""
+        if not self.model_specs:
+            raise InvalidRequestError("model_specs must list at least one spec.", param="model.model_specs")
+        for i, spec in enumerate(self.model_specs):
+            if not spec.model_uri and not spec.model_src:
+                raise InvalidRequestError(f"model_specs[{i}] {NEEDS_SOURCE}", param="model.model_specs")
+
 
 # What each tool-call format's templates write (tools/formats.py), most specific first.
 _TEMPLATE_MARKS = (
@@ -121,14 +129,9 @@ def ggml_architecture(family: LLMFamily) -> str:
     return "chatglm" if family.model_name.lower().startswith("chatglm") else "llama"
 
 
-@lru_cache(maxsize=1)
-def builtin_families() -> Dict[str, LLMFamily]:
-    return load_families(FAMILY_FILE, LLMFamily)
-
-
-def get_family(model_name: str) -> LLMFamily:
-    return find_family(builtin_families(), model_name, "Unknown model name",
-                       "List the builtin models with `xinference registrations -t LLM`.")
+CATALOGUE = Catalogue("LLM", FAMILY_FILE, LLMFamily)
+builtin_families = CATALOGUE.families
+get_family = CATALOGUE.get
 
 
 def normalize_size(size: Union[int, float, str, None]) -> Optional[str]:

@@ -6,12 +6,8 @@ request fails at once and leaves nothing behind.
 
 from typing import Any, Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel
-
 from ...errors import InvalidRequestError
 from ...types import LoRASpec
-from ..hub.fetch import fetch_weights, local_weights
-from ..hub.progress import DownloadProgress
 from ..hub.request import HubFiles, WeightsRequest
 from ..hub.source import check_hub, pick_hub
 from ..launch_options import check_options
@@ -22,31 +18,24 @@ from ..memory import (
     gguf_bits_per_weight,
     kv_bytes_per_token,
 )
+from ..model_type import Plan, ServedModel
 from .engines import ENGINES, get_engine_class
 from .family import LLMFamily, LLMSpec, get_family, match_spec
 
 GGUF_FORMATS = ("ggufv2", "ggmlv3")
 
 
-class LaunchPlan(BaseModel):
+class LLMPlan(Plan):
     model_type: Literal["LLM"] = "LLM"
     family: LLMFamily
     spec: LLMSpec
     quantization: str
-    engine: str
-    model_path: Optional[str] = None
-    engine_kwargs: Dict[str, Any] = {}
-    # GPUs each replica asks for: a count, "auto" (one if a GPU is free) or None (CPU).
-    # The worker turns it into the count it reserved before the engine sees it.
-    n_gpu: Union[int, str, None] = 0
     # LoRA adapters loaded next to the base model (peft_model_config.lora_list).
     lora_list: List[LoRASpec] = []
-    # the hub to download from (None: XINFERENCE_MODEL_SRC on the worker, else Hugging Face)
-    download_hub: Optional[str] = None
 
-    @property
-    def model_name(self) -> str:
-        return self.family.model_name
+    @classmethod
+    def from_request(cls, model_name: str, **request: Any) -> "LLMPlan":
+        return plan_launch(model_name, **request)
 
     @property
     def needs_remote_code(self) -> bool:
@@ -59,14 +48,14 @@ class LaunchPlan(BaseModel):
         spec = self.spec
         return f"{self.family.model_name}--{spec.size_str()}B-{spec.model_format}-{self.quantization}"
 
-    def resolve_weights(self, progress: Optional[DownloadProgress] = None) -> str:
-        return fetch_weights(self.weights_request(), progress)
+    def adapters(self) -> List[LoRASpec]:
+        return self.lora_list
 
     def memory_need(self) -> MemoryNeed:
         """What one replica will hold, from the weights on this machine if they are
         here, else from the catalogue (then without the KV cache, whose size per token
         only the files say)."""
-        path = local_weights(self.weights_request())
+        path = self.weights_on_disk()
         if path:
             weights, per_token, basis = disk_bytes(path), kv_bytes_per_token(path), "disk"
         else:
@@ -92,6 +81,25 @@ class LaunchPlan(BaseModel):
             file_hint=next(iter(spec.source_files("", quant) or []), None),
             embedded_package=spec.embedded_package, download_hub=self.download_hub)
 
+    def interpreter(self) -> Optional[str]:
+        """An engine in a virtualenv of its own names its Python; an engine this worker
+        lacks fails the launch before any process starts."""
+        engine = get_engine_class(self.engine)
+        if not engine.is_installed():
+            raise InvalidRequestError(
+                f"Engine {self.engine} is not installed on this worker: `{engine.install_hint}`.",
+                param="model_engine")
+        return engine.interpreter()
+
+    def create(self, path: str) -> ServedModel:
+        """The engine the plan chose over `path`, under the family's prompt rules."""
+        from .llm import LLM
+
+        engine = get_engine_class(self.engine)(
+            path, self.family, self.spec, self.quantization, int(self.n_gpu or 0),
+            lora_list=self.lora_list, **self.engine_kwargs)
+        return LLM(engine)
+
     def describe_fields(self) -> Dict[str, Any]:
         family, spec = self.family, self.spec
         return {
@@ -108,6 +116,7 @@ class LaunchPlan(BaseModel):
             "model_version": self.model_version,
             "context_length": family.context_length,
             "model_engine": self.engine,
+            "lora_adapters": [lora.model_dump() for lora in self.lora_list],
         }
 
 
@@ -161,7 +170,7 @@ def plan_launch(
     peft_model_config: Optional[Dict[str, Any]] = None,
     download_hub: Optional[str] = None,
     family: Optional[LLMFamily] = None,
-) -> LaunchPlan:
+) -> LLMPlan:
     """`family` is the registry's (a custom one); None: the builtin `model_name`."""
     family = family or get_family(model_name)
 
@@ -197,7 +206,7 @@ def plan_launch(
                 )
             options = check_options(f"Engine {name} does not take", engine_kwargs,
                                     cls.launch_options, {"context_length": family.context_length})
-            return LaunchPlan(
+            return LLMPlan(
                 family=family,
                 spec=spec,
                 quantization=quant,

@@ -4,6 +4,7 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Sequence,
 
 from ...errors import InvalidRequestError
 from ...types import GenerationDelta, SamplingParams, ToolUse
+from ..model_type import ServedModel
 from .chat_template import render_chat
 from .choices import best_of, merged
 from .engines.base import LLMEngine
@@ -17,10 +18,31 @@ DEFAULT_MAX_TOKENS = 1024
 Reader = Callable[[AsyncIterator[GenerationDelta]], AsyncIterator[GenerationDelta]]
 
 
-class LLM:
+class LLM(ServedModel):
     def __init__(self, engine: LLMEngine):
         self.engine = engine
         self.family = engine.family
+
+    # ---- a replica's model (model_type.ServedModel): the engine's -------------------
+
+    @property
+    def load_progress(self) -> float:
+        return self.engine.load_progress
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.context_length
+
+    async def load(self) -> None:
+        await self.engine.load()
+
+    def stats(self) -> Dict[str, Any]:
+        return self.engine.stats()
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+    # ---- requests -------------------------------------------------------------------
 
     def tool_format(self) -> ToolFormat:
         """How this model writes tool calls; a 400 for a model that cannot call tools."""

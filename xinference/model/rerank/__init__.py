@@ -1,2 +1,2 @@
 """Rerank models: families as data (`rerank_family.json`) and a sentence-transformers
-CrossEncoder engine (`core.py`)."""
+CrossEncoder engine (`model.py`)."""

@@ -30,6 +30,7 @@ from ...constants import MAX_RERANK_DOCUMENTS, MAX_TEXT_CHARS, trust_remote_code
 from ...errors import InvalidRequestError
 from ..batching import DynamicBatcher
 from ..launch_options import DEVICE, Float, Int, check_options
+from ..model_type import ServedModel
 from ..remote_code import check_allowed, load_error
 from .family import RerankFamily
 
@@ -58,7 +59,7 @@ LAUNCH_OPTIONS = {
 }
 
 
-class RerankModel:
+class RerankModel(ServedModel):
     launch_kwargs: ClassVar[Tuple[str, ...]] = tuple(LAUNCH_OPTIONS)
 
     def __init__(self, model_path: str, family: RerankFamily, **kwargs: Any):

@@ -16,6 +16,7 @@ from ...constants import MAX_EMBEDDING_INPUTS, MAX_TEXT_CHARS, trust_remote_code
 from ...errors import InvalidRequestError
 from ..batching import DynamicBatcher
 from ..launch_options import DEVICE, THREADS, Bool, Choice, Float, Int, check_options
+from ..model_type import ServedModel
 from ..remote_code import check_allowed, load_error
 from .family import EmbeddingFamily
 
@@ -44,7 +45,7 @@ LAUNCH_OPTIONS = {
 }
 
 
-class EmbeddingModel:
+class EmbeddingModel(ServedModel):
     launch_kwargs: ClassVar[Tuple[str, ...]] = tuple(LAUNCH_OPTIONS)
 
     def __init__(self, model_path: str, family: EmbeddingFamily, n_gpu: int = 0, **kwargs: Any):
