@@ -8,7 +8,8 @@ folder `model/<type>/` (its catalogue, its `Plan`, the model the plan creates) a
 line in `MODEL_TYPES`.
 """
 
-from typing import Any, Dict, Optional, Type
+from types import MappingProxyType
+from typing import Any, Dict, Mapping, Optional, Type
 
 from pydantic import BaseModel
 
@@ -21,14 +22,14 @@ from .model_type import ModelType, Plan
 from .rerank import family as rerank
 from .rerank.launch import RerankPlan
 
-MODEL_TYPES: Dict[str, ModelType] = {t.name: t for t in (
+MODEL_TYPES: Mapping[str, ModelType] = MappingProxyType({t.name: t for t in (
     ModelType("LLM", LLMPlan, llm.CATALOGUE, ("/v1/chat/completions", "/v1/completions"), engine_params),
     ModelType("embedding", EmbeddingPlan, embedding.CATALOGUE, ("/v1/embeddings",)),
     ModelType("rerank", RerankPlan, rerank.CATALOGUE, ("/v1/rerank",)),
-)}
+)})
 # what a request that names no model_type launches
 DEFAULT_MODEL_TYPE = "LLM"
-_BY_SPELLING = {name.lower(): kind for name, kind in MODEL_TYPES.items()}
+_BY_SPELLING = MappingProxyType({name.lower(): kind for name, kind in MODEL_TYPES.items()})
 
 
 def get_model_type(model_type: Optional[str]) -> ModelType:

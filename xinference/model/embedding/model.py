@@ -10,6 +10,7 @@ sentence-transformers and torch are imported only in `load()`.
 
 import asyncio
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 from ...constants import MAX_EMBEDDING_INPUTS, MAX_TEXT_CHARS, trust_remote_code_allowed
@@ -34,7 +35,7 @@ class _Job:
     dimensions: Optional[int]
 
 
-LAUNCH_OPTIONS = {
+LAUNCH_OPTIONS = MappingProxyType({
     "device": DEVICE,
     "dtype": Choice("float32", "float16", "bfloat16"),
     # inputs of one forward pass: a request with more runs as several
@@ -42,7 +43,7 @@ LAUNCH_OPTIONS = {
     "batch_wait_ms": Float(0, 1000),
     "n_threads": THREADS,
     "packed": Bool(),
-}
+})
 
 
 class EmbeddingModel(ServedModel):

@@ -24,6 +24,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from ...constants import MAX_RERANK_DOCUMENTS, MAX_TEXT_CHARS, trust_remote_code_allowed
@@ -49,14 +50,14 @@ class _Job:
     return_len: bool
 
 
-LAUNCH_OPTIONS = {
+LAUNCH_OPTIONS = MappingProxyType({
     "device": DEVICE,
     # pairs of one forward pass: a request with more documents runs as several
     "max_batch": Int(1, 4096),
     # tokens of one (query, document) pair; the model's position embeddings cap it at load
     "max_length": Int(1, 1 << 20),
     "batch_wait_ms": Float(0, 1000),
-}
+})
 
 
 class RerankModel(ServedModel):
