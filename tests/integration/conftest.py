@@ -25,3 +25,10 @@ def f32_path(tmp_path_factory):
     params.allow_requantize = True
     assert llama_cpp.llama_model_quantize(q4.encode(), out.encode(), ctypes.byref(params)) == 0
     return out
+
+
+@pytest.fixture
+def openai_client(api):
+    """The `openai` SDK on the session's server (`api`), without retries."""
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{api}/v1", api_key="none", max_retries=0)

@@ -4,14 +4,9 @@ on the embedded Gemma (llama.cpp): OpenAI's shapes, streamed and not, and the us
 import pytest
 import requests
 
-openai = pytest.importorskip("openai")
+pytest.importorskip("openai")
 
 ASK = [{"role": "user", "content": "Name a fruit."}]
-
-
-@pytest.fixture
-def client(api):
-    return openai.OpenAI(base_url=f"{api}/v1", api_key="none", max_retries=0)
 
 
 def _streamed(chunks):
@@ -27,16 +22,16 @@ def _streamed(chunks):
     return texts, reasons, usage
 
 
-def test_chat_n_gives_n_choices_streamed_or_not_with_the_prompt_counted_once(client):
+def test_chat_n_gives_n_choices_streamed_or_not_with_the_prompt_counted_once(openai_client):
     args = dict(model="gemma", messages=ASK, max_tokens=8, temperature=1.0, seed=7, n=3)
-    whole = client.chat.completions.create(**args)
+    whole = openai_client.chat.completions.create(**args)
     assert [c.index for c in whole.choices] == [0, 1, 2]
     texts = [c.message.content for c in whole.choices]
     assert len(set(texts)) > 1  # sampled on their own (exact equalities: tests/unit/test_choices.py)
-    one = client.chat.completions.create(model="gemma", messages=ASK, max_tokens=8, temperature=1.0, seed=7)
+    one = openai_client.chat.completions.create(model="gemma", messages=ASK, max_tokens=8, temperature=1.0, seed=7)
     assert whole.usage.prompt_tokens == one.usage.prompt_tokens
     assert whole.usage.completion_tokens > one.usage.completion_tokens
-    streamed, reasons, usage = _streamed(client.chat.completions.create(
+    streamed, reasons, usage = _streamed(openai_client.chat.completions.create(
         stream=True, stream_options={"include_usage": True}, **args))
     assert sorted(streamed) == [0, 1, 2] and all(streamed.values())
     assert sorted(reasons) == [0, 1, 2]
@@ -44,9 +39,9 @@ def test_chat_n_gives_n_choices_streamed_or_not_with_the_prompt_counted_once(cli
     assert usage.prompt_tokens == whole.usage.prompt_tokens
 
 
-def test_a_list_of_prompts_gets_n_choices_each_in_order(client):
+def test_a_list_of_prompts_gets_n_choices_each_in_order(openai_client):
     prompts = ["The capital of France is", "Two plus two equals"]
-    r = client.completions.create(model="gemma", prompt=prompts, max_tokens=6, temperature=0, n=2, echo=True)
+    r = openai_client.completions.create(model="gemma", prompt=prompts, max_tokens=6, temperature=0, n=2, echo=True)
     assert [c.index for c in r.choices] == [0, 1, 2, 3]
     texts = [c.text for c in r.choices]
     # greedy: a prompt's two choices agree (they share its KV and batch), and each
@@ -54,21 +49,21 @@ def test_a_list_of_prompts_gets_n_choices_each_in_order(client):
     assert texts[0] == texts[1] and texts[2] == texts[3]
     assert texts[0].startswith(prompts[0]) and texts[2].startswith(prompts[1])
     assert texts[0] != prompts[0] and texts[2] != prompts[1]
-    streamed, reasons, _ = _streamed(client.completions.create(
+    streamed, reasons, _ = _streamed(openai_client.completions.create(
         model="gemma", prompt=prompts, max_tokens=6, temperature=0, n=2, stream=True))
     assert sorted(streamed) == [0, 1, 2, 3] and sorted(reasons) == [0, 1, 2, 3]
     assert streamed[0] == streamed[1] and streamed[2] == streamed[3] and streamed[0] != streamed[2]
-    counted = client.completions.create(model="gemma", prompt=prompts, max_tokens=6, temperature=0)
-    each = [client.completions.create(model="gemma", prompt=p, max_tokens=1).usage.prompt_tokens for p in prompts]
+    counted = openai_client.completions.create(model="gemma", prompt=prompts, max_tokens=6, temperature=0)
+    each = [openai_client.completions.create(model="gemma", prompt=p, max_tokens=1).usage.prompt_tokens for p in prompts]
     assert counted.usage.prompt_tokens == sum(each)
 
 
-def test_best_of_answers_n_and_counts_every_generated_token(client):
-    r = client.completions.create(model="gemma", prompt="Once upon a time", max_tokens=5, temperature=1.0,
+def test_best_of_answers_n_and_counts_every_generated_token(openai_client):
+    r = openai_client.completions.create(model="gemma", prompt="Once upon a time", max_tokens=5, temperature=1.0,
                                   seed=1, best_of=3, extra_body={"ignore_eos": True})
     assert len(r.choices) == 1 and r.choices[0].index == 0 and r.choices[0].logprobs is None
     assert r.usage.completion_tokens == 3 * 5
-    with_lp = client.completions.create(model="gemma", prompt="Once upon a time", max_tokens=5, temperature=1.0,
+    with_lp = openai_client.completions.create(model="gemma", prompt="Once upon a time", max_tokens=5, temperature=1.0,
                                         seed=1, best_of=3, n=2, logprobs=1, extra_body={"ignore_eos": True})
     means = [sum(c.logprobs.token_logprobs) / len(c.logprobs.token_logprobs) for c in with_lp.choices]
     assert [c.index for c in with_lp.choices] == [0, 1] and means[0] >= means[1]

@@ -6,20 +6,15 @@ import math
 import pytest
 import requests
 
-openai = pytest.importorskip("openai")
+pytest.importorskip("openai")
 
 ASK = [{"role": "user", "content": "Name a fruit."}]
 
 
-@pytest.fixture
-def client(api):
-    return openai.OpenAI(base_url=f"{api}/v1", api_key="none", max_retries=0)
-
-
-def test_chat_logprobs_come_in_openais_shape_streamed_or_not(client):
+def test_chat_logprobs_come_in_openais_shape_streamed_or_not(openai_client):
     args = dict(model="gemma", messages=ASK, max_tokens=6, temperature=0, logprobs=True, top_logprobs=2,
                 user="alice")
-    whole = client.chat.completions.create(**args)
+    whole = openai_client.chat.completions.create(**args)
     content = whole.choices[0].logprobs.content
     assert len(content) == whole.usage.completion_tokens
     assert "".join(t.token for t in content) == whole.choices[0].message.content
@@ -27,18 +22,18 @@ def test_chat_logprobs_come_in_openais_shape_streamed_or_not(client):
         assert t.logprob <= 0 and len(t.top_logprobs) == 2
         assert t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob
         assert t.top_logprobs[0].token == t.token  # greedy: the likeliest was taken
-    streamed = [t for c in client.chat.completions.create(stream=True, **args)
+    streamed = [t for c in openai_client.chat.completions.create(stream=True, **args)
                 if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
     assert [t.token for t in streamed] == [t.token for t in content]
     # a quantized model's logits shift a little with how the prompt was batched (here the
     # second request found its prompt cached): close, not equal
     assert [t.logprob for t in streamed] == pytest.approx([t.logprob for t in content], abs=0.25)
-    plain = client.chat.completions.create(model="gemma", messages=ASK, max_tokens=2, temperature=0)
+    plain = openai_client.chat.completions.create(model="gemma", messages=ASK, max_tokens=2, temperature=0)
     assert plain.choices[0].logprobs is None
 
 
-def test_completion_logprobs_have_tokens_offsets_and_alternatives(client):
-    r = client.completions.create(model="gemma", prompt="The capital of France is", max_tokens=5,
+def test_completion_logprobs_have_tokens_offsets_and_alternatives(openai_client):
+    r = openai_client.completions.create(model="gemma", prompt="The capital of France is", max_tokens=5,
                                   temperature=0, logprobs=3)
     lp = r.choices[0].logprobs
     assert "".join(lp.tokens) == r.choices[0].text
@@ -57,14 +52,14 @@ def _gemma_ids(text):
     return vocab.tokenize(text.encode(), add_bos=False, special=False)
 
 
-def test_logit_bias_bans_and_forces_tokens_over_http(client):
+def test_logit_bias_bans_and_forces_tokens_over_http(openai_client):
     ask = dict(model="gemma", messages=ASK, max_tokens=1, temperature=0, logprobs=True)
-    first = client.chat.completions.create(**ask).choices[0].logprobs.content[0].token
+    first = openai_client.chat.completions.create(**ask).choices[0].logprobs.content[0].token
     (greedy,) = _gemma_ids(first)
-    banned = client.chat.completions.create(logit_bias={str(greedy): -100}, **ask)
+    banned = openai_client.chat.completions.create(logit_bias={str(greedy): -100}, **ask)
     assert banned.choices[0].logprobs.content[0].token != first
     (forced,) = _gemma_ids("banana")[:1]
-    r = client.completions.create(model="gemma", prompt="I like", max_tokens=3, temperature=1.0, seed=5,
+    r = openai_client.completions.create(model="gemma", prompt="I like", max_tokens=3, temperature=1.0, seed=5,
                                   logit_bias={str(forced): 100})
     assert r.choices[0].text.count("banana") == 3
 

@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.servers import start_local
+from tests.tool_defs import ASK, SCHEMAS, TOOLS
 from xinference.model.llm.engines.vllm.engine import VllmEngine
 from xinference.model.llm.engines.vllm.stream import PendingOutput
 
@@ -31,21 +32,6 @@ needs_vllm = pytest.mark.skipif(not VllmEngine.is_installed(),
                                 reason="vLLM is not installed (bash scripts/install_vllm.sh)")
 
 UID = "qwen-tools-vllm"
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    "parameters": {"type": "object", "properties": {
-        "city": {"type": "string", "maxLength": 20},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 7}},
-        "required": ["city", "unit"], "additionalProperties": False}}}
-CLOCK = {"type": "function", "function": {
-    "name": "get_time", "parameters": {"type": "object", "properties": {
-        "zones": {"type": "array", "items": {"type": "string", "enum": ["UTC", "CET"]},
-                  "minItems": 1, "maxItems": 2}},
-        "required": ["zones"], "additionalProperties": False}}}
-TOOLS = [WEATHER, CLOCK]
-SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
-ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 PROMPT = "The weather in Paris is"
 
 

@@ -22,6 +22,8 @@ from schemathesis.checks import not_a_server_error
 
 from tests.unit.fake_cluster import Stack, running_stack
 
+pytestmark = pytest.mark.slow  # ~15 s: `pytest tests/unit -m "not slow"` leaves it out
+
 T = TypeVar("T")
 EXAMPLES = 6
 RUNNING = "m"

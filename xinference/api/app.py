@@ -1,10 +1,11 @@
 """The FastAPI application: routers, error handlers, and the supervisor ref."""
 
-from typing import Any, Optional
+from typing import Optional
 
 from fastapi import FastAPI
 
 from .. import __version__
+from ..core.supervisor_api import SupervisorAPI
 from .auth.middleware import AuthMiddleware
 from .auth.principal import Authenticator
 from .auth.quotas import Quotas
@@ -26,7 +27,7 @@ from .settings import ServerSettings
 from .tracking import RequestTracking
 
 
-def create_app(supervisor: Any, supervisor_address: str, settings: Optional[ServerSettings] = None) -> FastAPI:
+def create_app(supervisor: SupervisorAPI, supervisor_address: str, settings: Optional[ServerSettings] = None) -> FastAPI:
     settings = settings or ServerSettings()
     app = FastAPI(
         title="Xinference",

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..core.remote import CONNECTION_ERRORS, bounded
+from ..core.supervisor_api import SupervisorAPI
 from ..errors import XinferenceError
 from .observe import FinishedRequest
 from .replicas import ReplicaBalancer
@@ -32,7 +33,7 @@ E2E_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120
 
 
 class Metrics:
-    def __init__(self, supervisor: Any, replicas: ReplicaBalancer):
+    def __init__(self, supervisor: SupervisorAPI, replicas: ReplicaBalancer):
         self.registry = CollectorRegistry()
         self._cluster = _ClusterCollector(supervisor, replicas)
         self.registry.register(self._cluster)
@@ -102,7 +103,7 @@ class _ClusterCollector:
     """Series read from the cluster at scrape time (gauges, and the supervisor's counter
     of replica deaths)."""
 
-    def __init__(self, supervisor: Any, replicas: ReplicaBalancer):
+    def __init__(self, supervisor: SupervisorAPI, replicas: ReplicaBalancer):
         self._supervisor = supervisor
         self._replicas = replicas
         self.snapshot = _Snapshot()

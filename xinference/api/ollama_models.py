@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator, Dict, Optional, Tuple
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..core.supervisor_api import SupervisorAPI
 from ..errors import ConflictError, LaunchFailedError, ModelNotFoundError, XinferenceError
 from .errors import unexpected
 from .gateway import unless_disconnected
@@ -36,7 +37,7 @@ PULL_POLL_S = 0.5
 
 
 class OllamaModels:
-    def __init__(self, supervisor: Any, replicas: ReplicaBalancer):
+    def __init__(self, supervisor: SupervisorAPI, replicas: ReplicaBalancer):
         self._supervisor = supervisor
         self._replicas = replicas
 

@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
+from ..core.supervisor_api import SupervisorAPI
 from ..errors import InvalidRequestError, ModelNotFoundError, XinferenceError
 from .gateway import FrontEnd, Gateway, Generation, GenerationJob, Timings
 from .protocol.ollama import (
@@ -83,7 +84,7 @@ class OllamaFront(FrontEnd):
 
 
 class OllamaServing:
-    def __init__(self, gateway: Gateway, retrieval: RetrievalServing, supervisor: Any):
+    def __init__(self, gateway: Gateway, retrieval: RetrievalServing, supervisor: SupervisorAPI):
         self._gateway = gateway
         self._retrieval = retrieval
         self._supervisor = supervisor

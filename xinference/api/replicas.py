@@ -35,6 +35,7 @@ from typing import (
 from ..constants import ROUTE_TTL_S
 from ..core.placement import pick_replica
 from ..core.remote import CONNECTION_ERRORS, ReplicaHandle, unreachable
+from ..core.supervisor_api import SupervisorAPI
 from ..errors import ModelNotFoundError, ModelNotReadyError, TooManyRequestsError
 from .inflight import current
 from .prefix_affinity import PrefixAffinity
@@ -104,7 +105,7 @@ class Lease(NamedTuple):
 
 
 class ReplicaBalancer:
-    def __init__(self, supervisor: Any):
+    def __init__(self, supervisor: SupervisorAPI):
         self._supervisor = supervisor
         # what a request's `model` string resolved to: (model uid, LoRA adapter or None)
         self._names: Dict[str, Tuple[str, Optional[str]]] = {}

@@ -16,3 +16,9 @@ Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 StopText = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
 # Token ids of one input (the model's own context limit applies on the replica).
 TokenIds = Annotated[List[int], Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+def check_total_text(total: int, what: str = "the messages") -> None:
+    """All the text of a request's messages or prompts together, within MAX_TEXT_CHARS."""
+    if total > MAX_TEXT_CHARS:
+        raise ValueError(f"{what} hold {total} characters of text; at most {MAX_TEXT_CHARS} are taken")

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ...constants import MAX_CHAT_MESSAGES, MAX_EMBEDDING_INPUTS, MAX_TEXT_CHARS
-from .limits import StopText, Text
-from .openai_tools import MAX_TOOLS, ToolDefinition, check_tools
+from ...constants import MAX_CHAT_MESSAGES, MAX_EMBEDDING_INPUTS
+from .limits import StopText, Text, check_total_text
+from .openai_tools import ToolList
 
 NDJSON = "application/x-ndjson"
 LATEST = ":latest"
@@ -98,21 +98,12 @@ class _GenerationRequest(BaseModel):
 
 class OllamaChatRequest(_GenerationRequest):
     messages: List[OllamaMessage] = Field(default_factory=list, max_length=MAX_CHAT_MESSAGES)
-    tools: Optional[List[ToolDefinition]] = Field(default=None, max_length=MAX_TOOLS)
+    tools: Optional[ToolList] = None
 
     @field_validator("messages")
     @classmethod
     def _bounded_text(cls, v: List[OllamaMessage]) -> List[OllamaMessage]:
-        total = sum(len(m.content or "") for m in v)
-        if total > MAX_TEXT_CHARS:
-            raise ValueError(f"the messages hold {total} characters of text; at most "
-                             f"{MAX_TEXT_CHARS} are taken")
-        return v
-
-    @field_validator("tools")
-    @classmethod
-    def _tools(cls, v: Optional[List[ToolDefinition]]) -> Optional[List[ToolDefinition]]:
-        check_tools(v)
+        check_total_text(sum(len(m.content or "") for m in v))
         return v
 
     @property

@@ -4,15 +4,14 @@ from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ...constants import CHAT_TEMPLATE_VARIABLES, MAX_CHAT_MESSAGES, MAX_TEXT_CHARS
-from .limits import StopText, Text
+from ...constants import CHAT_TEMPLATE_VARIABLES, MAX_CHAT_MESSAGES
+from .limits import StopText, Text, check_total_text
 from .openai_tools import (
     MAX_TOOLS,
     AssistantToolCall,
     ToolChoice,
-    ToolDefinition,
+    ToolList,
     check_choice,
-    check_tools,
     tool_use,
 )
 
@@ -153,7 +152,7 @@ class ChatCompletionRequest(SamplingRequest):
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     # extra variables for the chat template (e.g. enable_thinking); not the template's own
     chat_template_kwargs: Optional[Dict[str, Any]] = None
-    tools: Optional[List[ToolDefinition]] = Field(default=None, max_length=MAX_TOOLS)
+    tools: Optional[ToolList] = None
     tool_choice: Optional[ToolChoice] = None
     parallel_tool_calls: Optional[bool] = None
     response_format: Optional[ResponseFormat] = None
@@ -182,16 +181,7 @@ class ChatCompletionRequest(SamplingRequest):
     @field_validator("messages")
     @classmethod
     def _bounded_text(cls, v: List[ChatMessage]) -> List[ChatMessage]:
-        total = sum(m.chars() for m in v)
-        if total > MAX_TEXT_CHARS:
-            raise ValueError(f"the messages hold {total} characters of text; at most "
-                             f"{MAX_TEXT_CHARS} are taken")
-        return v
-
-    @field_validator("tools")
-    @classmethod
-    def _tools(cls, v: Optional[List[ToolDefinition]]) -> Optional[List[ToolDefinition]]:
-        check_tools(v)
+        check_total_text(sum(m.chars() for m in v))
         return v
 
     @field_validator("tool_choice")
@@ -257,9 +247,7 @@ class CompletionRequest(SamplingRequest):
         if isinstance(v, list):
             if not v:
                 raise ValueError("the list of prompts is empty")
-            total = sum(len(p) for p in v)
-            if total > MAX_TEXT_CHARS:
-                raise ValueError(f"the prompts hold {total} characters; at most {MAX_TEXT_CHARS} are taken")
+            check_total_text(sum(len(p) for p in v), "the prompts")
             if len(v) == 1:
                 return v[0]
         return v

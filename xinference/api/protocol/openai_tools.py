@@ -1,11 +1,11 @@
 """OpenAI's tool shapes: what a chat request declares and what its history carries."""
 
 import json
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
 from jsonschema import validators
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from .limits import Text
 
@@ -79,6 +79,15 @@ def check_tools(tools: Optional[List[ToolDefinition]]) -> None:
         raise ValueError(f"the function {dup!r} is declared twice")
     if tools and len(json.dumps([t.model_dump(exclude_none=True) for t in tools])) > MAX_TOOLS_CHARS:
         raise ValueError(f"the tools take more than {MAX_TOOLS_CHARS} characters of JSON")
+
+
+def _checked(tools: List[ToolDefinition]) -> List[ToolDefinition]:
+    check_tools(tools)
+    return tools
+
+
+# A request's `tools`: at most MAX_TOOLS, checked by check_tools.
+ToolList = Annotated[List[ToolDefinition], Field(max_length=MAX_TOOLS), AfterValidator(_checked)]
 
 
 def check_choice(choice: Optional[ToolChoice], tools: Optional[List[ToolDefinition]]) -> None:

@@ -6,6 +6,7 @@ import time
 from fastapi import APIRouter, Request
 
 from ... import __version__
+from . import supervisor
 
 router = APIRouter(tags=["Cluster"])
 
@@ -32,12 +33,12 @@ async def version():
 
 @router.get("/v1/workers", summary="Registered workers and their resources")
 async def workers(request: Request):
-    return await request.app.state.supervisor.list_workers()
+    return await supervisor(request).list_workers()
 
 
 @router.get("/v1/cluster/info", summary="Supervisor and workers")
 async def cluster_info(request: Request):
-    sup = request.app.state.supervisor
+    sup = supervisor(request)
     info = await sup.cluster_info()
     nodes = [
         {
@@ -62,7 +63,7 @@ async def cluster_info(request: Request):
 @router.delete("/v1/clusters", summary="Stop the whole cluster: every model (forgotten, not restored), "
                "every worker, then this server")
 async def stop_cluster(request: Request):
-    stopped = await request.app.state.supervisor.stop_cluster()
+    stopped = await supervisor(request).stop_cluster()
     exit_ = request.app.state.request_exit
     if exit_ is not None:
         # after this answer has gone out: the daemon stops its REST server and actor pool

@@ -7,12 +7,9 @@ from fastapi import APIRouter, Query, Request
 from ...errors import InvalidRequestError
 from ..auth.redact import events_for_caller, for_caller
 from ..protocol.xinference import AddReplicasRequest, LaunchModelRequest
+from . import supervisor
 
 router = APIRouter(tags=["Models"])
-
-
-def _supervisor(request: Request):
-    return request.app.state.supervisor
 
 
 def _launch_args(body: LaunchModelRequest) -> dict:
@@ -52,7 +49,7 @@ def _launch_args(body: LaunchModelRequest) -> dict:
 
 @router.post("/v1/models", summary="Launch a model")
 async def launch_model(body: LaunchModelRequest, request: Request, wait_ready: bool = True):
-    uid = await _supervisor(request).launch_model(_launch_args(body), wait_ready)
+    uid = await supervisor(request).launch_model(_launch_args(body), wait_ready)
     # The new uid and adapter names may be strings that resolved elsewhere until now.
     request.app.state.replicas.forget_names()
     return {"model_uid": uid}
@@ -62,7 +59,7 @@ async def launch_model(body: LaunchModelRequest, request: Request, wait_ready: b
 async def list_models(request: Request):
     # A LoRA adapter is listed as a model of its own (select it with model=<lora_name>),
     # with `parent` naming the model that serves it.
-    models = await _supervisor(request).list_models()
+    models = await supervisor(request).list_models()
     return for_caller({
         "object": "list",
         "data": [
@@ -76,7 +73,7 @@ async def list_models(request: Request):
 async def instances(
     request: Request, model_name: Optional[str] = None, model_uid: Optional[str] = None
 ):
-    models = await _supervisor(request).list_models()
+    models = await supervisor(request).list_models()
     rows = []
     for uid, d in models.items():
         if d.get("parent"):
@@ -103,7 +100,7 @@ async def instances(
 
 @router.get("/v1/models/{model_uid}", summary="Describe a running model")
 async def describe_model(model_uid: str, request: Request):
-    desc = await _supervisor(request).describe_model(model_uid)
+    desc = await supervisor(request).describe_model(model_uid)
     if desc.get("status") == "READY":
         # Live load from the replicas themselves: slots busy/free, queue length.
         desc.update(await request.app.state.replicas.load(model_uid))
@@ -112,7 +109,7 @@ async def describe_model(model_uid: str, request: Request):
 
 @router.delete("/v1/models/{model_uid}", summary="Terminate a model")
 async def terminate_model(model_uid: str, request: Request):
-    await _supervisor(request).terminate_model(model_uid)
+    await supervisor(request).terminate_model(model_uid)
     request.app.state.replicas.invalidate(model_uid)
     return None
 
@@ -120,12 +117,12 @@ async def terminate_model(model_uid: str, request: Request):
 @router.get("/v1/models/{model_uid}/progress",
             summary="Launch progress: 0 to 1, the stage, and per replica the download's bytes and speed")
 async def progress(model_uid: str, request: Request):
-    return for_caller(await _supervisor(request).model_progress(model_uid))
+    return for_caller(await supervisor(request).model_progress(model_uid))
 
 
 @router.post("/v1/models/{model_uid}/cancel", summary="Cancel a launch in any stage, download included")
 async def cancel_launch(model_uid: str, request: Request):
-    await _supervisor(request).cancel_launch(model_uid)
+    await supervisor(request).cancel_launch(model_uid)
     request.app.state.replicas.invalidate(model_uid)
     return None
 
@@ -138,7 +135,7 @@ async def replicas(model_uid: str, request: Request):
 @router.post("/v1/models/{model_uid}/replicas",
              summary="Start more replicas of a running model; they serve once loaded")
 async def add_replicas(model_uid: str, body: AddReplicasRequest, request: Request):
-    out = await _supervisor(request).add_replicas(model_uid, body.count, body.worker_ip)
+    out = await supervisor(request).add_replicas(model_uid, body.count, body.worker_ip)
     await request.app.state.replicas.refresh(model_uid)
     return out
 
@@ -152,7 +149,7 @@ async def remove_replica(model_uid: str, replica_id: str, request: Request,
     replicas = request.app.state.replicas
     replicas.exclude(model_uid, replica_id)  # no new request goes there from now on
     try:
-        return await _supervisor(request).remove_replica(model_uid, replica_id, drain_timeout)
+        return await supervisor(request).remove_replica(model_uid, replica_id, drain_timeout)
     finally:
         await replicas.refresh(model_uid)
 
@@ -160,16 +157,16 @@ async def remove_replica(model_uid: str, replica_id: str, request: Request,
 @router.get("/v1/models/{model_uid}/events",
             summary="The model's history: replicas that crashed or lost their worker, relaunches")
 async def events(model_uid: str, request: Request):
-    return {"object": "list", "data": events_for_caller(await _supervisor(request).model_events(model_uid))}
+    return {"object": "list", "data": events_for_caller(await supervisor(request).model_events(model_uid))}
 
 
 @router.get("/v1/engines/{model_name}", summary="Engines that can run a model")
 async def engines(model_name: str, request: Request):
-    return await _supervisor(request).query_engines(model_name)
+    return await supervisor(request).query_engines(model_name)
 
 
 @router.get("/v1/engines/{model_type}/{model_name}", include_in_schema=False)
 async def engines_typed(model_type: str, model_name: str, request: Request):
     if model_type.lower() != "llm":
         raise InvalidRequestError(f"Unsupported model type {model_type!r}.", param="model_type")
-    return await _supervisor(request).query_engines(model_name)
+    return await supervisor(request).query_engines(model_name)

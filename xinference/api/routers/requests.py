@@ -5,6 +5,7 @@ from typing import Optional
 from fastapi import APIRouter, Path, Request
 
 from ..protocol.xinference import AbortRequest
+from . import supervisor
 
 router = APIRouter(tags=["Models"])
 
@@ -17,7 +18,7 @@ async def abort_request(model_uid: str, request: Request,
                         request_id: str = Path(max_length=128),
                         body: Optional[AbortRequest] = None):
     # describe: 404 for a model that does not exist; an adapter's name means its base model
-    desc = await request.app.state.supervisor.describe_model(model_uid)
+    desc = await supervisor(request).describe_model(model_uid)
     block = AbortRequest() if body is None else body
     request.app.state.inflight.abort(desc["model_uid"], request_id, block.block_duration)
     return {}
