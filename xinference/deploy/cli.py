@@ -36,6 +36,11 @@ def _ui_option(f):
                         help='Serve the web UI at /ui (needs pip install "xinference[ui]").')(f)
 
 
+def _worker_timeout_option(f):
+    return click.option("--worker-timeout", default=WORKER_TIMEOUT, show_default=True, type=float,
+                        help="Seconds without a heartbeat before a worker is dropped.")(f)
+
+
 def _load_auth(ctx: click.Context, _: click.Parameter, value: Optional[str]) -> Any:
     if not value:
         return None
@@ -138,8 +143,7 @@ def cli(ctx: click.Context, host: str, port: int, log_level: str, ui: bool, auth
 @_host_port
 @click.option("--launch", "launch", default=None, metavar="MODEL_NAME",
               help="Launch this builtin model once the cluster is up, e.g. gemma-3.")
-@click.option("--worker-timeout", default=WORKER_TIMEOUT, show_default=True, type=float,
-              help="Seconds without a heartbeat before a worker is dropped.")
+@_worker_timeout_option
 @_ui_option
 @_rest_security_options
 @_trust_remote_code_option
@@ -156,8 +160,7 @@ def local_main(host: str, port: int, log_level: str, launch: Optional[str], work
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @_host_port
 @click.option("--supervisor-port", default=None, type=int, help="Internal (xoscar) port [default: free port].")
-@click.option("--worker-timeout", default=WORKER_TIMEOUT, show_default=True, type=float,
-              help="Seconds without a heartbeat before a worker is dropped.")
+@_worker_timeout_option
 @_ui_option
 @_rest_security_options
 @_restore_option
