@@ -44,11 +44,11 @@ logger = logging.getLogger(__name__)
 # Prompts that wait together (a wave of requests) are not all evaluated in one step:
 # a sequence's first token comes only when its whole prompt is in, and a step's cost
 # grows with its prompt tokens, so one long step would make every one of them wait
-# for all. Each step takes about half of the waiting prompt tokens (oldest first, and
-# at least one prompt): the first half starts streaming while the rest is evaluated,
-# in steps that shrink, which is how batches with a fixed cost per step are best
-# sized for the mean wait. Prompts up to PROMPT_TOKENS_PER_STEP together always share
-# a step; a long prompt first in line still gets the whole batch (n_batch).
+# for all. Each step takes prompts (oldest first) until it holds half of the waiting
+# prompt tokens: the first half starts streaming while the rest is evaluated, in
+# steps that shrink, which is how batches with a fixed cost per step are best sized
+# for the mean wait. Prompts go together until they hold PROMPT_TOKENS_PER_STEP; a
+# long prompt first in line still gets the whole batch (n_batch).
 PROMPT_TOKENS_PER_STEP = 32
 
 
@@ -223,7 +223,7 @@ class LlamaScheduler(SchedulerThread):
                 sample_at.append((slot, n - 1))
                 fed.append((slot, [seq.next_token], False))
         # Prompts: oldest request first, in chunks that fit what is left of the batch,
-        # about half of what waits per step (PROMPT_TOKENS_PER_STEP).
+        # until the step holds half of what waits (PROMPT_TOKENS_PER_STEP).
         waiting = sorted(
             (s for s in running if s.seq is not None and s.seq.pending),
             key=lambda s: s.seq.ticket.enqueued,  # type: ignore[union-attr]
@@ -235,7 +235,7 @@ class LlamaScheduler(SchedulerThread):
             seq = slot.seq
             assert seq is not None
             room = self._n_batch - n
-            if room <= 0 or (prompt_tokens and prompt_tokens + len(seq.pending) > budget):
+            if room <= 0 or prompt_tokens >= budget:
                 break
             chunk = seq.pending[:room]
             prompt_tokens += len(chunk)
