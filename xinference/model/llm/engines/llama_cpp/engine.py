@@ -189,7 +189,6 @@ class LlamaCppEngine(BatchedEngine):
             ctx,
             n_parallel=n_parallel,
             n_batch=n_batch,
-            threads=threads,
             queue=queue_settings(opts, n_parallel),
             eog_tokens=self._eog,
             piece=self._piece,

@@ -25,7 +25,6 @@ leaves before that hands its followers the prompt to evaluate themselves.
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
@@ -37,7 +36,7 @@ from ..guidance import compute_masks
 from ..logprobs import entry
 from ..text_stream import TextStream
 from .logits import RowProcessor, logits_row
-from .sampling import ChainSampler, build_sampler
+from .sampling import build_sampler
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +99,6 @@ class LlamaScheduler(SchedulerThread):
         ctx: Any,
         n_parallel: int,
         n_batch: int,
-        threads: int,
         queue: QueueSettings,
         eog_tokens: List[int],
         piece: Callable[[int], bytes],
@@ -120,7 +118,6 @@ class LlamaScheduler(SchedulerThread):
         self._special_id = special_id
         self._slots = [_Slot(i) for i in range(n_parallel)]
         self._batch = lib.llama_batch_init(n_batch, 0, 1)
-        self._draws = ThreadPoolExecutor(max(1, threads), thread_name_prefix="llama.cpp draw")
         super().__init__(n_parallel, queue)
         self.start()
 
@@ -128,7 +125,6 @@ class LlamaScheduler(SchedulerThread):
 
     def stop(self) -> None:
         super().stop()
-        self._draws.shutdown()
         self._lib.llama_batch_free(self._batch)
 
     def _busy(self) -> int:
@@ -263,39 +259,21 @@ class LlamaScheduler(SchedulerThread):
                 seq.next_token = None
         compute_masks([slot.seq.rows.constraint for slot, _ in sample_at  # type: ignore[misc]
                        if slot.seq is not None and slot.seq.rows.needs_mask])
-        drawn = self._draw_apart(sample_at)
         for slot, idx in sample_at:
             seq = slot.seq
             assert seq is not None
             followers, seq.followers = seq.followers, []
             raw = logits_row(lib, self._ctx, idx, self._vocab_size).copy() if followers else None
-            self._sample(slot, seq, idx, drawn.get(slot.seq_id))
+            self._sample(slot, seq, idx)
             if raw is not None:
                 self._fork(slot, followers, idx, raw)
 
-    def _draw_apart(self, sample_at: List[tuple]) -> Dict[int, int]:
-        """Tokens of the rows whose draw is llama.cpp's alone (a sampler chain over an
-        untouched row, nothing forked from it), drawn on the decode threads, which
-        are idle now: each draw reads the whole vocabulary, and the calls release the
-        GIL. seq_id -> token."""
-        rows = [(slot.seq_id, slot.seq.sampler, idx) for slot, idx in sample_at  # type: ignore[union-attr]
-                if slot.seq is not None and slot.seq.rows.idle and not slot.seq.followers
-                and isinstance(slot.seq.sampler, ChainSampler)]
-        if len(rows) < 2:
-            return {}
-        ctx = self._ctx
-        # reading the logits first syncs the backend and puts the outputs in order here,
-        # once, so the draws' own reads of them change nothing
-        self._lib.llama_get_logits(ctx)
-        draws = list(self._draws.map(lambda r: r[1].sample(ctx, r[2]), rows))
-        return {seq_id: token for (seq_id, _, _), token in zip(rows, draws)}
-
-    def _sample(self, slot: _Slot, seq: _Seq, idx: int, drawn: Optional[int] = None) -> None:
+    def _sample(self, slot: _Slot, seq: _Seq, idx: int) -> None:
         row = None
         if not seq.rows.idle:  # the sampler reads the row after this
             row = logits_row(self._lib, self._ctx, idx, self._vocab_size)
             seq.rows.process(row)
-        token = seq.sampler.sample(self._ctx, idx) if drawn is None else drawn
+        token = seq.sampler.sample(self._ctx, idx)
         logprob = None
         if row is not None and seq.rows.top_k is not None:
             lp, top = seq.rows.logprobs(row, token)
