@@ -13,7 +13,8 @@ round (one untimed warmup round first), the KV cache is cleared, then:
   logits only on each prompt's last token, then one sample per sequence;
 * decode: --tokens steps, each ONE llama_decode of N tokens (one per sequence id,
   logits on all) followed by one llama.cpp sampler call per sequence (greedy by
-  default; `--sampling temp` = top_k 40, top_p 0.95, temp 0.8, dist(seed)). EOS is
+  default; `--sampling temp` = top_k 40, top_p 0.95, temp 0.8, dist(seed); `--sampling
+  ours` = the same parameters through the llama.cpp engine's own sampler). EOS is
   ignored: every sequence decodes every step.
 
 Aggregate decode tokens/s = N x steps / decode wall time (prefill excluded; sampling
@@ -36,7 +37,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import llama_cpp as lc
 from _local import table
@@ -58,7 +59,7 @@ class RawConfig:
     rounds: int = 3
     warmup: int = 1
     n_ctx: int = 1024  # per sequence; the context holds n_ctx * max(seqs)
-    sampling: str = "greedy"  # or "temp"
+    sampling: str = "greedy"  # or "temp" (llama.cpp's chain), "ours" (the engine's sampler)
     seed: int = 1234
     kv_unified: bool = False
     swa_full: bool = True
@@ -117,17 +118,26 @@ def _tokenize(vocab: Any, text: str) -> List[int]:
     return list(buf[:n])
 
 
-def _make_sampler(mode: str, seed: int) -> Any:
+def _make_sampler(mode: str, seed: int, n_vocab: int) -> Tuple[Callable[[Any, int], int], Callable[[], None]]:
+    """(draw(ctx, batch_index) -> token, free)"""
+    if mode == "ours":  # the llama.cpp engine's own sampler, same top-k/top-p/temperature
+        from xinference.model.llm.engines.llama_cpp.sampling import build_sampler
+        from xinference.types import SamplingParams
+
+        ours = build_sampler(lc, SamplingParams(temperature=TEMP, top_k=TOP_K, top_p=TOP_P, seed=seed), n_vocab)
+        return ours.sample, ours.free
     if mode == "greedy":
-        return lc.llama_sampler_init_greedy()
-    if mode != "temp":
+        smpl = lc.llama_sampler_init_greedy()
+    elif mode == "temp":
+        smpl = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        lc.llama_sampler_chain_add(smpl, lc.llama_sampler_init_top_k(TOP_K))
+        lc.llama_sampler_chain_add(smpl, lc.llama_sampler_init_top_p(TOP_P, 1))
+        lc.llama_sampler_chain_add(smpl, lc.llama_sampler_init_temp(TEMP))
+        lc.llama_sampler_chain_add(smpl, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    else:
         raise ValueError(f"unknown sampling mode {mode!r}")
-    chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
-    lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(TOP_K))
-    lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(TOP_P, 1))
-    lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(TEMP))
-    lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-    return chain  # the chain owns its samplers: llama_sampler_free(chain) frees them all
+    # a chain owns its samplers: llama_sampler_free(chain) frees them all
+    return (lambda ctx, idx: lc.llama_sampler_sample(smpl, ctx, idx)), (lambda: lc.llama_sampler_free(smpl))
 
 
 class RawLlama:
@@ -196,7 +206,8 @@ class RawLlama:
         ctx, batch, steps = self.ctx, self.batch, self.cfg.tokens
         assert batch is not None and 1 <= n <= self.max_seqs
         lc.llama_memory_clear(self.mem, True)
-        samplers = [_make_sampler(self.cfg.sampling, seed + s) for s in range(n)]
+        made = [_make_sampler(self.cfg.sampling, seed + s, lc.llama_vocab_n_tokens(self.vocab)) for s in range(n)]
+        samplers = [draw for draw, _ in made]
         try:
             # prefill: every prompt in one batch, logits on each prompt's last token only
             k, last = 0, []
@@ -214,7 +225,7 @@ class RawLlama:
             pos = [len(self.prompts[s]) for s in range(n)]
             t0 = time.perf_counter()
             self._decode()
-            cur = [lc.llama_sampler_sample(samplers[s], ctx, last[s]) for s in range(n)]
+            cur = [samplers[s](ctx, last[s]) for s in range(n)]
             t1 = time.perf_counter()
             seq0 = [cur[0]]
             # decode: batch index s = sequence s, one output each (sampler idx = s)
@@ -234,7 +245,7 @@ class RawLlama:
                 self._decode()
                 lc.llama_synchronize(ctx)
                 tc = time.perf_counter()
-                cur = [lc.llama_sampler_sample(samplers[s], ctx, s) for s in range(n)]
+                cur = [samplers[s](ctx, s) for s in range(n)]
                 seq0.append(cur[0])
                 td = time.perf_counter()
                 dec_ms.append((tc - tb) * 1e3)
@@ -242,8 +253,8 @@ class RawLlama:
                 ta = td
             end, cpu1 = time.perf_counter(), time.process_time()
         finally:
-            for smpl in samplers:
-                lc.llama_sampler_free(smpl)
+            for _, free in made:
+                free()
         return RoundResult(n, k, t1 - t0, end - start, steps, cpu1 - cpu0, dec_ms, smp_ms, seq0)
 
 
@@ -381,7 +392,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=default_threads(), help="n_threads(_batch)")
     p.add_argument("--n-ctx", type=int, default=1024, help="per-sequence context")
     p.add_argument("--model", default=None, help="GGUF path (default: embedded Gemma 3 270M)")
-    p.add_argument("--sampling", choices=["greedy", "temp"], default="greedy")
+    p.add_argument("--sampling", choices=["greedy", "temp", "ours"], default="greedy",
+                   help="temp: llama.cpp's sampler chain; ours: the engine's sampler, same parameters")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--kv-unified", action="store_true", help="kv_unified = True")
     p.add_argument("--no-swa-full", action="store_true", help="swa_full = False")

@@ -810,6 +810,32 @@ def key_ratios(
     return out
 
 
+def paired_ratios(
+    summary: Dict[str, Dict[int, Dict[str, List[float]]]], names: List[str], args: argparse.Namespace
+) -> Dict[str, Dict[str, List[float]]]:
+    """ours / each peer, round by round: the servers of a round run back to back, so a
+    machine that speeds up or slows down between rounds moves both sides of a ratio."""
+    out: Dict[str, Dict[str, List[float]]] = {}
+    peers = [n for n in names if n != "ours"]
+    if "ours" not in names or not peers or args.rounds < 2:
+        return out
+    cs = sorted(summary["ours"])
+    keys = [("agg_tok_s", "tok/s"), ("ttft_p50", "TTFT p50"), ("ttft_p95", "TTFT p95")]
+    rows = []
+    for peer in peers:
+        for key, label in keys:
+            row = [f"ours/{peer} {label}"]
+            for c in cs:
+                mine, theirs = summary["ours"][c][key], summary.get(peer, {}).get(c, {}).get(key, [])
+                rs = [a / b for a, b in zip(mine, theirs) if a == a and b == b and b > 0]
+                out.setdefault(f"ours/{peer} {label}", {})[str(c)] = rs
+                row.append(spread(rs, lambda x: f"{x:.2f}"))
+            rows.append(row)
+    print(f"\nPaired ratios: ours / peer within each round, median [min-max] over {args.rounds} rounds")
+    print(table(["ratio"] + [f"C={c}" for c in cs], rows))
+    return out
+
+
 def report_turns(turns: Dict[str, List[List[Req]]], args: argparse.Namespace) -> Dict[str, Any]:
     names = list(turns)
     if not names:
@@ -1122,6 +1148,7 @@ def main() -> None:
     summary = summarize(load["waves"])
     report_load(summary, load["raw"], names, args)
     ratios = key_ratios(summary, load["raw"], args)
+    paired = paired_ratios(summary, names, args)
     report_foreign(load["waves"], load["raw_foreign"], args.foreign_limit)
     report_rss(rss)
     report_errors(load["waves"], turns)
@@ -1155,6 +1182,7 @@ def main() -> None:
             "raw_foreign_cores": {str(c): v for c, v in load["raw_foreign"].items()},
             "multi_turn_foreign_cores": turn_foreign,
             "ratios": ratios,
+            "paired_ratios": paired,
             "rss": rss,
             "cpu_features": builds,
             "multi_turn": {
