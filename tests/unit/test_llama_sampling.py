@@ -81,3 +81,29 @@ def test_fewer_finite_tokens_than_k_draws_among_those():
     row[[3, 9, 27]] = [1.0, 2.0, 3.0]
     sampler = TopKSampler(_Logits(row), row.size, SamplingParams(temperature=1.0, top_k=40), seed=3)
     assert {sampler.sample(None, 0) for _ in range(500)} == {3, 9, 27}
+
+
+def test_a_grammar_mask_leaving_few_tokens_costs_one_comparison_per_draw(monkeypatch):
+    """Once a row had fewer than k tokens left, the next draw keeps every token that is
+    not banned with one comparison, rather than widening its reach pass after pass."""
+    row = np.full(5000, -np.inf)
+    allowed = [11, 12, 400]
+    row[allowed] = [0.5, 2.0, 1.0]
+    sampler = TopKSampler(_Logits(row), row.size, SamplingParams(temperature=1.0, top_k=40), seed=4)
+    sampler.sample(None, 0)
+    passes = []
+    real = np.flatnonzero
+    monkeypatch.setattr(np, "flatnonzero", lambda a: passes.append(1) or real(a))
+    assert all(sampler.sample(None, 0) in allowed for _ in range(20))
+    assert len(passes) == 20
+
+
+def test_an_infinite_bias_forces_its_token_and_a_nan_row_does_not_raise():
+    row = np.zeros(100)
+    row[42] = np.inf
+    sampler = TopKSampler(_Logits(row), row.size, SamplingParams(temperature=1.0, top_k=40), seed=5)
+    assert {sampler.sample(None, 0) for _ in range(50)} == {42}
+    row = np.zeros(100)
+    row[7] = np.nan
+    sampler = TopKSampler(_Logits(row), row.size, SamplingParams(temperature=1.0, top_k=40), seed=5)
+    assert 0 <= sampler.sample(None, 0) < 100

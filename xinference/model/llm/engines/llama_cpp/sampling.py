@@ -39,6 +39,9 @@ class ArgmaxSampler:
 # More candidates than this (or than 4 k) are narrowed down by another comparison over
 # the row first.
 _MOST_CANDIDATES = 4096
+# Past this many nats below the best logit a token's weight is nil: a row that still has
+# fewer than k candidates there has had the rest banned.
+_WIDEST_REACH = 1000.0
 
 
 class TopKSampler:
@@ -68,8 +71,8 @@ class TopKSampler:
         ids, logits = ids[order], logits[order].astype(np.float64)
         if not np.isfinite(logits[0]):
             return int(ids[0])  # every token banned, or one forced by an infinite bias
-        if np.isfinite(logits[-1]):
-            self._reach = 1.5 * float(logits[0] - logits[-1]) + 1e-3
+        # fewer than k not banned: next time, one comparison keeps all that are not
+        self._reach = 1.5 * float(logits[0] - logits[-1]) + 1e-3 if ids.size == self._k else np.inf
         if self._top_p < 1.0:
             p = np.exp(logits - logits[0])
             cum = np.cumsum(p / p.sum())
@@ -83,26 +86,29 @@ class TopKSampler:
     def _candidates(self, row: np.ndarray) -> np.ndarray:
         """Indices of at least k tokens among which the top k are, and not many more:
         a nearly flat row puts most of the vocabulary within last time's reach, and
-        partitioning that costs ten comparisons over the row."""
+        partitioning that costs ten comparisons over the row. Fewer than k when fewer
+        are not banned (an output grammar's mask): then all of those."""
         best = row.max()
-        if np.isfinite(best):
-            enough, too_far = 0.0, np.inf  # reaches known to find too few, too many
-            reach = self._reach
-            for _ in range(12):
-                ids = np.flatnonzero(row >= best - reach)
-                if ids.size < self._k:
-                    enough = reach
-                elif ids.size > self._most:
-                    too_far = reach
-                else:
+        if not np.isfinite(best):  # all banned, a token forced by an infinite bias, a NaN
+            return np.array([row.argmax()])
+        few, many = 0.0, np.inf  # reaches known to find too few, too many
+        reach = self._reach
+        for _ in range(12):
+            ids = np.flatnonzero(row > best - reach)
+            if ids.size < self._k:
+                if reach == np.inf:
                     return ids
-                reach = reach * 4.0 if too_far == np.inf else (enough + too_far) / 2.0
-            if ids.size >= self._k:
+                few = reach
+                reach = reach * 8.0 if many == np.inf else (few + many) / 2.0
+                if reach > _WIDEST_REACH:
+                    reach = np.inf
+            elif ids.size > self._most:
+                many = reach
+                reach = (few + many) / 2.0 if np.isfinite(many) else 8.0
+            else:
                 return ids
-        # a row with infinities, or fewer than k tokens in a sane range of the best
-        if self._k >= row.size:
-            return np.arange(row.size)
-        return np.argpartition(row, -self._k)[-self._k:]
+        # the bisection found no reach in between (many tokens tie at the k-th value)
+        return ids if ids.size >= self._k else np.flatnonzero(row > -np.inf)
 
     def free(self) -> None:
         return None
