@@ -181,9 +181,14 @@ async def test_prompts_that_arrive_together_start_streaming_one_after_another(q4
         await asyncio.gather(*(run(i) for i in range(4)))
         first_of_last = events.index(3)
         assert events[:first_of_last].count(0) >= 2, events
-        # two short prompts still share a step: both stream their first token together
+        # two short prompts waiting together still share a step: both stream their first
+        # token together. The scheduler looks at its queue under its condition's lock, so
+        # holding it until both wait takes the race between the two submissions away.
         events.clear()
         ids = [llm.completion_prompt(p) for p in PROMPTS[:2]]
         assert sum(map(len, ids)) <= PROMPT_TOKENS_PER_STEP
-        await asyncio.gather(*(run(i) for i in range(2)))
+        with llm.engine._scheduler._cond:
+            both = asyncio.gather(*(run(i) for i in range(2)))
+            await _wait(lambda: llm.engine.stats()["queue_length"] == 2)
+        await both
         assert sorted(events[:2]) == [0, 1], events
