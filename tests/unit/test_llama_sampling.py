@@ -7,7 +7,7 @@ import ctypes
 import numpy as np
 import pytest
 
-from xinference.model.llm.engines.llama_cpp.sampling import TopKSampler
+from xinference.model.llm.engines.llama_cpp.sampling import ChainSampler, TopKSampler, build_sampler
 from xinference.types import SamplingParams
 
 
@@ -107,3 +107,27 @@ def test_an_infinite_bias_forces_its_token_and_a_nan_row_does_not_raise():
     row[7] = np.nan
     sampler = TopKSampler(_Logits(row), row.size, SamplingParams(temperature=1.0, top_k=40), seed=5)
     assert 0 <= sampler.sample(None, 0) < 100
+
+
+class _ChainLib:
+    """Records the llama.cpp samplers a chain is built from."""
+
+    def __init__(self):
+        self.added = []
+
+    def __getattr__(self, name):
+        if name.startswith("llama_sampler_init_"):
+            return lambda *a: name[len("llama_sampler_init_"):]
+        if name == "llama_sampler_chain_add":
+            return lambda chain, smpl: self.added.append(smpl)
+        return lambda *a: name
+
+
+@pytest.mark.parametrize("top_k", [0, 1000, 10**30])
+def test_a_top_k_keeping_the_whole_vocabulary_samples_in_llama_cpp(top_k):
+    """Such a top-k cuts nothing, and numpy would sort the whole row for it every step."""
+    lib = _ChainLib()
+    sampler = build_sampler(lib, SamplingParams(temperature=0.7, top_k=top_k, top_p=0.9, seed=1), 1000)
+    assert isinstance(sampler, ChainSampler)
+    assert lib.added == ["top_p", "temp", "dist"]
+    assert isinstance(build_sampler(lib, SamplingParams(temperature=0.7, top_k=999), 1000), TopKSampler)

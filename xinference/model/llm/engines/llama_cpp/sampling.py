@@ -10,8 +10,8 @@ sampler first copies the whole vocabulary (262k entries for Gemma) into a candid
 array, then sorts out the top k, which costs 0.3 ms a row, several times the numpy
 work. The numpy draw keeps llama.cpp's order (top-k, top-p over the top k at
 temperature 1, temperature, a seeded draw), so a request means what it meant under the
-chain. Sampling from the whole vocabulary (top_k 0) still runs as a llama.cpp sampler
-chain, in C: there the candidate array is the work.
+chain. Sampling from the whole vocabulary (top_k 0, or at least the vocabulary's size)
+still runs as a llama.cpp sampler chain, in C: there the candidate array is the work.
 """
 
 import ctypes
@@ -133,8 +133,9 @@ def build_sampler(lib: Any, params: SamplingParams, n_vocab: int) -> Any:
     if params.temperature <= 0.0:
         return ArgmaxSampler(lib, n_vocab)
     seed = params.seed if params.seed is not None else random.getrandbits(32)
-    if params.top_k > 0:
+    if 0 < params.top_k < n_vocab:
         return TopKSampler(lib, n_vocab, params, seed)
+    # top_k 0, or one that keeps the whole vocabulary (a huge top_k would have numpy sort it)
     chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
     if params.top_p < 1.0:
         lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(params.top_p, 1))
